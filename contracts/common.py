@@ -1,0 +1,397 @@
+"""What every import kind shares: wire types, casting staged JSON text, and the error frame.
+
+Staged rows hold every field as the raw JSON text that was sent (`"abc"`, `12`, `{"a": 1}`), so a
+wrong type is a row error here and never a lost row at the API. Casting happens here with
+`strict=False`; pandera then checks values on the typed frame, and both kinds of failure become rows
+of one error frame: `row, field, code, message, value` (CONTRACT.md), plus a `position` used only to
+keep a row's errors in field order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+ROW = "__row"
+LINE = "__line"
+ROW_TYPE = "__type"
+ROW_VALUE = "__value"
+LINES_COUNT = "__lines_count"
+
+MAX_IDENTIFIER_LENGTH = 255
+MAX_VALUE_LENGTH = 200
+
+ERROR_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.Int64(),
+    "field": pl.String(),
+    "code": pl.String(),
+    "message": pl.String(),
+    "value": pl.String(),
+    "position": pl.Int64(),
+}
+
+
+class ErrorCode(StrEnum):
+    REQUIRED = "required"
+    INVALID_TYPE = "invalid_type"
+    INVALID_VALUE = "invalid_value"
+    INVALID_DATE = "invalid_date"
+    TOO_LONG = "too_long"
+    EMPTY_LINES = "empty_lines"
+    DUPLICATE_KEY = "duplicate_key"
+
+
+class WireType(StrEnum):
+    """How a field is read from its JSON text."""
+
+    IDENTIFIER = "identifier"  # string or number, trimmed, empty means missing
+    TEXT = "text"  # string or number, kept as sent
+    LABEL = "label"  # string, trimmed and upper-cased (statuses)
+    NUMBER = "number"  # JSON number or numeric string, finite
+    DATE = "date"  # ISO date or timestamp, as a calendar date
+
+
+@dataclass(frozen=True)
+class WireField:
+    """One field of a row as the source API names it."""
+
+    name: str
+    type: WireType
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Everything that defines an import kind on the wire; see contracts/<kind>.py."""
+
+    kind: str
+    array_key: str
+    fields: tuple[WireField, ...]
+    schema: type[pa.DataFrameModel]
+    key: tuple[str, ...]
+    line_fields: tuple[WireField, ...] = ()
+    line_schema: type[pa.DataFrameModel] | None = None
+
+    @property
+    def has_lines(self) -> bool:
+        return bool(self.line_fields)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The outcome of validating staged rows: typed good rows (and lines), and every error."""
+
+    rows: pl.DataFrame
+    lines: pl.DataFrame | None
+    errors: pl.DataFrame
+
+
+_NUMBER_START = re.compile(r"^-?[0-9]")
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+
+_TYPE_MESSAGES = {
+    WireType.IDENTIFIER: "must be a string",
+    WireType.TEXT: "must be a string",
+    WireType.LABEL: "must be a string",
+    WireType.NUMBER: "must be a number",
+    WireType.DATE: "must be an ISO date (YYYY-MM-DD) or timestamp",
+}
+
+
+def empty_errors() -> pl.DataFrame:
+    return pl.DataFrame(schema=ERROR_SCHEMA)
+
+
+def _json_scalar_text(raw: pl.Expr) -> pl.Expr:
+    """The text of a JSON string (unescaped) or number; null for null, booleans, objects, arrays."""
+    first = raw.str.head(1)
+    is_string = first == '"'
+    is_number = raw.str.contains(_NUMBER_START.pattern)
+    return (
+        pl.when(is_string & raw.str.contains("\\", literal=True))
+        .then(raw.str.json_decode(pl.String()))
+        .when(is_string)
+        .then(raw.str.slice(1, raw.str.len_bytes() - 2))
+        .when(is_number)
+        .then(raw)
+        .otherwise(None)
+    )
+
+
+def _is_present(raw: pl.Expr) -> pl.Expr:
+    return raw.is_not_null() & (raw != "null")
+
+
+def _cast(raw: pl.Expr, wire_type: WireType) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, error code or null) for one field; a bad value casts to null."""
+    present = _is_present(raw)
+    text = _json_scalar_text(raw)
+    is_string = raw.str.head(1) == '"'
+    not_scalar = present & text.is_null()
+    if wire_type is WireType.IDENTIFIER:
+        value = text.str.strip_chars()
+        value = pl.when(value == "").then(None).otherwise(value)
+        return value, pl.when(not_scalar).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+    if wire_type is WireType.TEXT:
+        return text, pl.when(not_scalar).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+    if wire_type is WireType.LABEL:
+        value = pl.when(is_string).then(text.str.strip_chars().str.to_uppercase())
+        value = pl.when(value == "").then(None).otherwise(value)
+        return value, pl.when(present & ~is_string).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+    if wire_type is WireType.NUMBER:
+        number = text.str.strip_chars().cast(pl.Float64(), strict=False)
+        code = (
+            pl.when(present & number.is_null())
+            .then(pl.lit(ErrorCode.INVALID_TYPE.value))
+            .when(present & ~number.is_finite())
+            .then(pl.lit(ErrorCode.INVALID_VALUE.value))
+        )
+        return pl.when(number.is_finite()).then(number), code
+    if wire_type is WireType.DATE:
+        stripped = pl.when(is_string).then(text.str.strip_chars())
+        date = (
+            pl.when(stripped.str.contains(_ISO_DATE))
+            .then(stripped.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+            .otherwise(None)
+        )
+        code = (
+            pl.when(present & ~is_string)
+            .then(pl.lit(ErrorCode.INVALID_TYPE.value))
+            .when(present & date.is_null())
+            .then(pl.lit(ErrorCode.INVALID_DATE.value))
+        )
+        return date, code
+    raise AssertionError(f"unknown wire type {wire_type}")
+
+
+def _shown_value(raw: pl.Expr) -> pl.Expr:
+    """The offending value as sent: a string without its quotes, anything else as JSON text."""
+    return pl.coalesce(_json_scalar_text(raw), raw).str.slice(0, MAX_VALUE_LENGTH)
+
+
+def _cast_message(code: pl.Expr, wire_type: WireType) -> pl.Expr:
+    return (
+        pl.when(code == ErrorCode.INVALID_VALUE.value)
+        .then(pl.lit("must be a finite number"))
+        .when(code == ErrorCode.INVALID_DATE.value)
+        .then(pl.lit("is not a valid calendar date (YYYY-MM-DD)"))
+        .otherwise(pl.lit(_TYPE_MESSAGES[wire_type]))
+    )
+
+
+def field_label(field: str, line: pl.Expr | None) -> pl.Expr:
+    """The wire name of a field in an error: `unitCost`, or `lines[2].unitCost` for a line."""
+    if line is None:
+        return pl.lit(field)
+    return pl.format("lines[{}]." + field, line)
+
+
+def cast_fields(
+    raw: pl.DataFrame, fields: Sequence[WireField], *, line: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast the raw JSON text of `fields` to typed columns; return (typed frame, cast errors).
+
+    The typed frame keeps the staging columns (`__row`, and `__line` for lines) and one typed column
+    per field under its wire name, null where the value was missing or did not cast.
+    """
+    keys = [ROW, LINE] if line else [ROW]
+    missing = [pl.lit(None, dtype=pl.String()).alias(f.name) for f in fields if f.name not in raw.columns]
+    raw = raw.with_columns(missing) if missing else raw
+    raw = raw.with_columns(pl.col(f.name).cast(pl.String()) for f in fields)
+    casts = {f.name: _cast(pl.col(f.name), f.type) for f in fields}
+    typed = raw.select(*keys, *(value.alias(name) for name, (value, _) in casts.items()))
+    line_expr = pl.col(LINE) if line else None
+    error_parts = []
+    for position, field in enumerate(fields):
+        value, code = casts[field.name]
+        error_parts.append(
+            raw.select(
+                pl.col(ROW).cast(pl.Int64()).alias("row"),
+                field_label(field.name, line_expr).alias("field"),
+                code.alias("code"),
+                pl.format("{} {}", field_label(field.name, line_expr), _cast_message(code, field.type)).alias(
+                    "message"
+                ),
+                _shown_value(pl.col(field.name)).alias("value"),
+                _position(position, line_expr).alias("position"),
+            ).filter(pl.col("code").is_not_null())
+        )
+    errors = pl.concat(error_parts) if error_parts else empty_errors()
+    return typed, errors.cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+
+
+def _position(field_position: int, line: pl.Expr | None) -> pl.Expr:
+    """Order of an error within its row: header fields first, then lines in order."""
+    if line is None:
+        return pl.lit(field_position, dtype=pl.Int64())
+    return (line.cast(pl.Int64()) + 1) * 1000 + field_position
+
+
+_CHECK_PATTERN = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)$")
+
+
+def _describe_check(check: str) -> tuple[str, str]:
+    """(code, message) for a pandera check as it appears in `failure_cases.check`."""
+    if check == "not_nullable":
+        return ErrorCode.REQUIRED.value, "is required"
+    match = _CHECK_PATTERN.match(check)
+    if match is None:  # a custom check: its `error` text is the message
+        return ErrorCode.INVALID_VALUE.value, check
+    name, args = match["name"], match["args"]
+    if name == "str_length":
+        maximum = args.split(",")[-1].strip()
+        return ErrorCode.TOO_LONG.value, f"must be at most {maximum} characters"
+    comparisons = {
+        "greater_than_or_equal_to": ">=",
+        "greater_than": ">",
+        "less_than_or_equal_to": "<=",
+        "less_than": "<",
+    }
+    if name in comparisons:
+        return ErrorCode.INVALID_VALUE.value, f"must be {comparisons[name]} {args}"
+    if name == "isin":
+        allowed = args.strip("[]").replace("'", "")
+        return ErrorCode.INVALID_VALUE.value, f"must be one of {allowed}"
+    return ErrorCode.INVALID_VALUE.value, f"fails {check}"
+
+
+def check_values(
+    typed: pl.DataFrame,
+    raw: pl.DataFrame,
+    schema: type[pa.DataFrameModel],
+    fields: Sequence[WireField],
+    *,
+    line: bool = False,
+) -> pl.DataFrame:
+    """Run the pandera contract (lazy: every failure) and return its failures as error rows."""
+    try:
+        schema.validate(typed, lazy=True)
+    except pa.errors.SchemaErrors as failure:
+        all_cases: pl.DataFrame = failure.failure_cases
+    else:
+        return empty_errors()
+    positions = {f.name: i for i, f in enumerate(fields)}
+    cases = all_cases.filter(pl.col("index").is_not_null() & pl.col("column").is_in(list(positions)))
+    if cases.is_empty():
+        unexpected = all_cases.select("column", "check").unique().rows()
+        raise ValueError(f"schema failures without a row: {unexpected}")
+    checks = cases.get_column("check").unique().to_list()
+    described = pl.DataFrame(
+        [(check, *_describe_check(check)) for check in checks],
+        schema=["check", "code", "message"],
+        orient="row",
+    )
+    cases = cases.join(described, on="check", how="left")
+    line_expr = pl.col(LINE) if line else None
+    parts = []
+    for column in cases.get_column("column").unique(maintain_order=True).to_list():
+        at = cases.filter(pl.col("column") == column)
+        index = at.get_column("index").cast(pl.Int64())
+        keys = [ROW, LINE] if line else [ROW]
+        cells = raw.select(*keys, _shown_value(pl.col(column)).alias("value"))[index]
+        parts.append(
+            cells.select(
+                pl.col(ROW).cast(pl.Int64()).alias("row"),
+                field_label(column, line_expr).alias("field"),
+                at.get_column("code").alias("code"),
+                pl.format("{} {}", field_label(column, line_expr), at.get_column("message")).alias("message"),
+                pl.col("value"),
+                _position(positions[column], line_expr).alias("position"),
+            )
+        )
+    return pl.concat(parts).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+
+
+def row_shape_errors(raw: pl.DataFrame, *, line: bool = False) -> pl.DataFrame:
+    """An element that is not a JSON object cannot be read at all: one error, nothing more."""
+    bad = raw.filter(pl.col(ROW_TYPE) != "OBJECT")
+    line_expr = pl.col(LINE) if line else None
+    return bad.select(
+        pl.col(ROW).cast(pl.Int64()).alias("row"),
+        (pl.format("lines[{}]", pl.col(LINE)) if line else pl.lit(None, dtype=pl.String())).alias("field"),
+        pl.lit(ErrorCode.INVALID_TYPE.value).alias("code"),
+        pl.lit("lines[i] must be a JSON object" if line else "each row must be a JSON object").alias("message"),
+        pl.col(ROW_VALUE).cast(pl.String()).str.slice(0, MAX_VALUE_LENGTH).alias("value"),
+        (_position(0, line_expr) - 1).alias("position"),
+    ).with_columns(
+        pl.col("message").str.replace("lines[i]", pl.col("field"), literal=True) if line else pl.col("message")
+    )
+
+
+def validate_part(
+    raw: pl.DataFrame,
+    fields: Sequence[WireField],
+    schema: type[pa.DataFrameModel],
+    *,
+    line: bool = False,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cast and check one frame (headers or lines): (typed frame of its objects, every error)."""
+    objects = raw.filter(pl.col(ROW_TYPE) == "OBJECT")
+    typed, cast_errors = cast_fields(objects, fields, line=line)
+    value_errors = check_values(typed, objects, schema, fields, line=line)
+    # A value that did not cast is null for pandera: report the cast, not also a `required`.
+    value_errors = value_errors.join(cast_errors.select("row", "field"), on=["row", "field"], how="anti")
+    errors = pl.concat([row_shape_errors(raw, line=line), cast_errors, value_errors])
+    return typed, errors
+
+
+def lines_errors(raw: pl.DataFrame) -> pl.DataFrame:
+    """`lines` itself: required, an array, and not empty."""
+    lines_raw = pl.col("lines") if "lines" in raw.columns else pl.lit(None, dtype=pl.String())
+    count = pl.col(LINES_COUNT)
+    code = (
+        pl.when(count.is_null() & ~_is_present(lines_raw))
+        .then(pl.lit(ErrorCode.REQUIRED.value))
+        .when(count.is_null())
+        .then(pl.lit(ErrorCode.INVALID_TYPE.value))
+        .when(count == 0)
+        .then(pl.lit(ErrorCode.EMPTY_LINES.value))
+    )
+    message = (
+        pl.when(code == ErrorCode.REQUIRED.value)
+        .then(pl.lit("lines is required"))
+        .when(code == ErrorCode.INVALID_TYPE.value)
+        .then(pl.lit("lines must be an array"))
+        .otherwise(pl.lit("lines must not be empty"))
+    )
+    return (
+        raw.filter(pl.col(ROW_TYPE) == "OBJECT")
+        .select(
+            pl.col(ROW).cast(pl.Int64()).alias("row"),
+            pl.lit("lines").alias("field"),
+            code.alias("code"),
+            message.alias("message"),
+            _shown_value(lines_raw).alias("value"),
+            pl.lit(999, dtype=pl.Int64()).alias("position"),
+        )
+        .filter(pl.col("code").is_not_null())
+        .cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def validate(contract: Contract, raw: pl.DataFrame, raw_lines: pl.DataFrame | None = None) -> Validated:
+    """Validate staged rows (and their lines) of one kind; a row with any error is left out."""
+    typed, errors = validate_part(raw, contract.fields, contract.schema)
+    lines: pl.DataFrame | None = None
+    if contract.has_lines:
+        assert contract.line_schema is not None
+        raw_lines = raw_lines if raw_lines is not None else empty_lines_frame(contract)
+        lines, line_errors = validate_part(raw_lines, contract.line_fields, contract.line_schema, line=True)
+        errors = pl.concat([errors, lines_errors(raw), line_errors])
+    errors = errors.sort("row", "position", maintain_order=True)
+    rejected = errors.get_column("row").unique().implode()
+    rows = typed.filter(~pl.col(ROW).is_in(rejected))
+    if lines is not None:
+        lines = lines.filter(~pl.col(ROW).is_in(rejected)).sort(ROW, LINE)
+    return Validated(rows=rows, lines=lines, errors=errors)
+
+
+def empty_lines_frame(contract: Contract) -> pl.DataFrame:
+    columns: dict[str, Any] = {ROW: pl.Int64(), LINE: pl.Int64(), ROW_TYPE: pl.String(), ROW_VALUE: pl.String()}
+    columns.update({f.name: pl.String() for f in contract.line_fields})
+    return pl.DataFrame(schema=columns)

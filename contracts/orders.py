@@ -1,0 +1,36 @@
+"""Customer orders: a header keyed by externalOrderId and its lines, replaced whole on re-import."""
+
+import pandera.polars as pa
+
+from contracts.common import MAX_IDENTIFIER_LENGTH, Contract, WireField, WireType
+
+
+class OrderSchema(pa.DataFrameModel):
+    external_order_id: str = pa.Field(alias="externalOrderId", str_length={"max_value": MAX_IDENTIFIER_LENGTH})
+
+    class Config:
+        strict = False
+
+
+class OrderLineSchema(pa.DataFrameModel):
+    sku_id: str = pa.Field(alias="skuId", str_length={"max_value": MAX_IDENTIFIER_LENGTH})
+    quantity: float = pa.Field(gt=0)
+    location_id: str = pa.Field(alias="locationId", str_length={"max_value": MAX_IDENTIFIER_LENGTH})
+
+    class Config:
+        strict = False
+
+
+CONTRACT = Contract(
+    kind="orders",
+    array_key="orders",
+    fields=(WireField("externalOrderId", WireType.IDENTIFIER),),
+    schema=OrderSchema,
+    key=("externalOrderId",),
+    line_fields=(
+        WireField("skuId", WireType.IDENTIFIER),
+        WireField("quantity", WireType.NUMBER),
+        WireField("locationId", WireType.IDENTIFIER),
+    ),
+    line_schema=OrderLineSchema,
+)

@@ -1,0 +1,1 @@
+"""All of Stockyard's I/O: the API, auth, staging, jobs, the warehouse, settings and the CLI."""

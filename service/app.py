@@ -1,0 +1,336 @@
+"""The Litestar API: six import endpoints that stage and enqueue, and the job status endpoints.
+
+An import streams its body to disk (never whole in memory), stages it (service/staging.py), writes
+the job's record and enqueues it, and only then answers 202: what was accepted is on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import redis
+from litestar import Litestar, Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.params import FromPath, Parameter
+
+from contracts import CONTRACTS
+from contracts.common import Contract, WireType
+from service.auth import KeyStore, Principal, Scope
+from service.errors import StockyardError, UnsupportedMediaError
+from service.jobs import STATUS_ERROR_LIMIT, JobRecord, JobStatus, JobStore, iso, job_level_error, read_issues, utc_now
+from service.settings import Settings, get_settings
+from service.staging import remove_quietly, stage_body, staged_paths
+
+# --- response shapes (CONTRACT.md) -------------------------------------------------------------
+
+
+class RowIssue(msgspec.Struct):
+    """A row-level error or warning. `row` is the 0-based index in the submitted array (null for a job-level
+    error); `field` the wire name (`lines[2].unitCost` inside a line); `value` the value as sent, cut to 200."""
+
+    row: int | None
+    field: str | None
+    code: str
+    message: str
+    value: str | None
+
+
+class ImportAccepted(msgspec.Struct, rename="camel"):
+    job_id: str
+    type: str
+    status: str
+    row_count: int
+    created_at: str
+    status_url: str
+
+
+class JobStatusView(msgspec.Struct, rename="camel"):
+    job_id: str
+    type: str
+    status: str
+    row_count: int
+    processed_count: int
+    failed_count: int
+    errors: list[RowIssue]
+    warnings: list[RowIssue]
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class IssuePage(msgspec.Struct, rename="camel"):
+    job_id: str
+    offset: int
+    limit: int
+    total: int
+    items: list[RowIssue]
+
+
+class ErrorBody(msgspec.Struct):
+    status_code: int
+    detail: str
+
+
+# --- plumbing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Services:
+    settings: Settings
+    keys: KeyStore
+    jobs: JobStore
+
+
+def _services(request: Request[Any, Any, Any]) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _authenticate(request: Request[Any, Any, Any], scope: Scope) -> tuple[Services, Principal]:
+    services = _services(request)
+    principal = services.keys.authenticate(request.headers.get("x-api-key"))
+    principal.require(scope)
+    return services, principal
+
+
+def _handle_error(request: Request[Any, Any, Any], error: StockyardError) -> Response[ErrorBody]:
+    return Response(ErrorBody(status_code=error.status_code, detail=error.message), status_code=error.status_code)
+
+
+def _status_url(job_id: str) -> str:
+    return f"/api/import/status/{job_id}"
+
+
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def _check_content_type(request: Request[Any, Any, Any]) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaError(f"unsupported content type {media_type!r}: send application/json")
+
+
+async def _receive_body(request: Request[Any, Any, Any], path: Path) -> None:
+    """Stream the body to `path`; Litestar's stream enforces the size limit (413) as bytes arrive."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        async for chunk in request.stream():
+            handle.write(chunk)
+
+
+async def _accept_import(request: Request[Any, Any, Any], contract: Contract) -> Response[ImportAccepted]:
+    services, principal = _authenticate(request, Scope.IMPORT_WRITE)
+    _check_content_type(request)
+    settings = services.settings
+    job_id = secrets.token_hex(16)
+    paths = staged_paths(settings.staging_dir, principal.organization_id, job_id)
+    lines_path = paths["lines"] if contract.has_lines else None
+    try:
+        await _receive_body(request, paths["body"])
+        staged = await anyio.to_thread.run_sync(stage_body, contract, paths["body"], paths["rows"], lines_path)
+        record = JobRecord(
+            job_id=job_id,
+            organization_id=principal.organization_id,
+            kind=contract.kind,
+            status=JobStatus.PENDING.value,
+            row_count=staged.row_count,
+            created_at=iso(utc_now()),
+        )
+        services.jobs.create(record)
+        services.jobs.enqueue(record)
+    except BaseException:
+        remove_quietly(*paths.values())
+        raise
+    finally:
+        remove_quietly(paths["body"])
+    accepted = ImportAccepted(
+        job_id=job_id,
+        type=contract.kind,
+        status=record.status,
+        row_count=record.row_count,
+        created_at=record.created_at,
+        status_url=_status_url(job_id),
+    )
+    return Response(accepted, status_code=202, headers={"Location": _status_url(job_id)})
+
+
+def _issues(records: list[dict[str, Any]]) -> list[RowIssue]:
+    return [RowIssue(**item) for item in records]
+
+
+def _status_view(record: JobRecord, settings: Settings) -> JobStatusView:
+    if record.status == JobStatus.FAILED.value:
+        errors = [RowIssue(**job_level_error(record.job_error or "import failed"))]
+    else:
+        errors = _issues(read_issues("errors", record, settings, 0, STATUS_ERROR_LIMIT))
+    return JobStatusView(
+        job_id=record.job_id,
+        type=record.kind,
+        status=record.status,
+        row_count=record.row_count,
+        processed_count=record.processed_count,
+        failed_count=record.failed_count,
+        errors=errors,
+        warnings=_issues(read_issues("warnings", record, settings, 0, STATUS_ERROR_LIMIT)),
+        created_at=record.created_at,
+        started_at=record.started_at,
+        completed_at=record.completed_at,
+    )
+
+
+def _find_job(request: Request[Any, Any, Any], job_id: str) -> tuple[Services, JobRecord]:
+    services, principal = _authenticate(request, Scope.IMPORT_READ)
+    with contextlib.suppress(ValueError):
+        staged_paths(services.settings.staging_dir, principal.organization_id, job_id)  # checks the id's shape
+        return services, services.jobs.get(job_id, principal.organization_id)
+    return services, services.jobs.get("invalid", principal.organization_id)
+
+
+# --- OpenAPI: the bodies are streamed, so their schemas are declared from the contracts ----------------
+
+_WIRE_SCHEMAS = {
+    WireType.IDENTIFIER: Schema(one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NUMBER)]),
+    WireType.TEXT: Schema(type=OpenAPIType.STRING),
+    WireType.LABEL: Schema(type=OpenAPIType.STRING),
+    WireType.NUMBER: Schema(
+        one_of=[Schema(type=OpenAPIType.NUMBER), Schema(type=OpenAPIType.STRING, description="a numeric string")]
+    ),
+    WireType.DATE: Schema(type=OpenAPIType.STRING, format="date"),  # type: ignore[arg-type]
+}
+
+
+def _row_schema(contract: Contract, *, lines: bool = False) -> Schema:
+    fields = contract.line_fields if lines else contract.fields
+    model = contract.line_schema if lines else contract.schema
+    assert model is not None
+    columns = model.to_schema().columns
+    properties: dict[str, Any] = {f.name: _WIRE_SCHEMAS[f.type] for f in fields}
+    required = [f.name for f in fields if not columns[f.name].nullable]
+    if contract.has_lines and not lines:
+        properties["lines"] = Schema(type=OpenAPIType.ARRAY, items=_row_schema(contract, lines=True))
+        required.append("lines")
+    return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
+
+
+def _body_operation(contract: Contract) -> type[Operation]:
+    body = Schema(
+        type=OpenAPIType.OBJECT,
+        properties={contract.array_key: Schema(type=OpenAPIType.ARRAY, items=_row_schema(contract))},
+        required=[contract.array_key],
+    )
+
+    @dataclass
+    class ImportOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                content={"application/json": OpenAPIMediaType(schema=body)},
+                required=True,
+                description=f'A JSON object whose "{contract.array_key}" array holds the rows.',
+            )
+
+    return ImportOperation
+
+
+def _import_handler(contract: Contract) -> HTTPRouteHandler:
+    async def handler(request: Request[Any, Any, Any]) -> Response[ImportAccepted]:
+        return await _accept_import(request, contract)
+
+    handler.__name__ = f"import_{contract.kind.replace('-', '_')}"
+    return post(
+        f"/api/import/{contract.kind}",
+        status_code=202,
+        summary=f"Import {contract.kind}",
+        description=f"Stage the rows of `{contract.array_key}` and queue them; answers 202 with the job.",
+        operation_class=_body_operation(contract),
+        tags=["imports"],
+        responses=None,
+    )(handler)
+
+
+@get("/api/import/status/{job_id:str}", tags=["jobs"], summary="Job status")
+async def job_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobStatusView:
+    """The job with its counts, the first 1,000 errors and warnings in row order."""
+    services, record = _find_job(request, job_id)
+    return await anyio.to_thread.run_sync(_status_view, record, services.settings)
+
+
+async def _issue_page(request: Request[Any, Any, Any], job_id: str, kind: str, offset: int, limit: int) -> IssuePage:
+    services, record = _find_job(request, job_id)
+    total = record.error_count if kind == "errors" else record.warning_count
+    if kind == "errors" and record.status == JobStatus.FAILED.value:
+        items = [RowIssue(**job_level_error(record.job_error or "import failed"))][offset : offset + limit]
+        return IssuePage(job_id=job_id, offset=offset, limit=limit, total=1, items=items)
+    page = await anyio.to_thread.run_sync(read_issues, kind, record, services.settings, offset, limit)
+    return IssuePage(job_id=job_id, offset=offset, limit=limit, total=total, items=_issues(page))
+
+
+@get("/api/import/status/{job_id:str}/errors", tags=["jobs"], summary="All errors of a job, paged")
+async def job_errors(
+    request: Request[Any, Any, Any],
+    job_id: FromPath[str],
+    offset: int = Parameter(default=0, ge=0),
+    limit: int = Parameter(default=1000, ge=1, le=10_000),
+) -> IssuePage:
+    """Every error of the job in row order; `total` says how many there are."""
+    return await _issue_page(request, job_id, "errors", offset, limit)
+
+
+@get("/api/import/status/{job_id:str}/warnings", tags=["jobs"], summary="All warnings of a job, paged")
+async def job_warnings(
+    request: Request[Any, Any, Any],
+    job_id: FromPath[str],
+    offset: int = Parameter(default=0, ge=0),
+    limit: int = Parameter(default=1000, ge=1, le=10_000),
+) -> IssuePage:
+    """Every warning (superseded duplicates) of the job in row order."""
+    return await _issue_page(request, job_id, "warnings", offset, limit)
+
+
+def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Litestar:
+    settings = settings or get_settings()
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    connection = connection or redis.Redis.from_url(settings.effective_redis_url)
+    services = Services(settings=settings, keys=KeyStore(settings.keys_path), jobs=JobStore(connection, settings))
+    openapi = OpenAPIConfig(
+        title="Stockyard import API",
+        version="1.0.0",
+        description="Bulk imports of inventory data. Every import answers 202 with a job; poll its status.",
+        components=Components(
+            security_schemes={
+                "apiKey": SecurityScheme(type="apiKey", name="x-api-key", security_scheme_in="header"),
+            }
+        ),
+        security=[{"apiKey": []}],
+    )
+    app = Litestar(
+        route_handlers=[
+            *(_import_handler(contract) for contract in CONTRACTS.values()),
+            job_status,
+            job_errors,
+            job_warnings,
+        ],
+        exception_handlers={StockyardError: _handle_error},
+        openapi_config=openapi,
+        request_max_body_size=settings.max_body_bytes,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,72 @@
+"""Stockyard's exceptions, as a small tree, and their HTTP form.
+
+StockyardError
+├── ClientError        4xx: the caller can fix it; `message` is for them
+│   ├── BadRequestError        400  the body as a whole is unusable
+│   ├── UnauthorizedError      401  no key, unknown key, revoked key
+│   ├── ForbiddenError         403  valid key without the scope
+│   ├── NotFoundError          404  no such job (or another organization's)
+│   ├── PayloadTooLargeError   413
+│   └── UnsupportedMediaError  415
+├── ServiceUnavailableError  503/507: we could not stage the upload; nothing is kept
+├── TransientError     the job is retried (Redis went away, the warehouse was busy)
+└── TerminalError      the job fails as a whole, nothing of it applied
+"""
+
+from __future__ import annotations
+
+
+class StockyardError(Exception):
+    """Base of every error Stockyard raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, job_id: str | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.job_id = job_id
+        self.kind = kind
+
+
+class ClientError(StockyardError):
+    status_code = 400
+
+
+class BadRequestError(ClientError):
+    status_code = 400
+
+
+class UnauthorizedError(ClientError):
+    status_code = 401
+
+
+class ForbiddenError(ClientError):
+    status_code = 403
+
+
+class NotFoundError(ClientError):
+    status_code = 404
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+
+
+class UnsupportedMediaError(ClientError):
+    status_code = 415
+
+
+class ServiceUnavailableError(StockyardError):
+    """The upload could not be staged (disk full, unwritable data directory)."""
+
+    def __init__(self, message: str, *, status_code: int = 503, **context: str | None) -> None:
+        super().__init__(message, **context)
+        self.status_code = status_code
+
+
+class TransientError(StockyardError):
+    """Worth retrying: nothing was applied."""
+
+
+class TerminalError(StockyardError):
+    """The job cannot be applied; it becomes FAILED with this message."""

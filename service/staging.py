@@ -1,0 +1,255 @@
+"""Staging: turn an uploaded body into Parquet files of raw JSON text, before the 202 is sent.
+
+The body is streamed to disk, its top level is checked with msgspec (an object holding the kind's
+array), and DuckDB's JSON reader writes each row's fields as the JSON text that was sent. Nothing is
+judged here except the request as a whole: a wrong type is a row error in the worker, never a lost
+row. Files are written to a temporary name, fsynced and renamed, so a staged file is whole or absent.
+
+Layout, per organization: staging/{org}/{jobId}.parquet (rows), {jobId}.lines.parquet (lines of
+purchase orders and orders), {jobId}.json (the job's durable record, see service/jobs.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
+from service.errors import BadRequestError, ServiceUnavailableError
+
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+_PADDING = b" "
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    rows_path: Path
+    lines_path: Path | None
+    row_count: int
+
+
+def organization_dir(staging_dir: Path, organization_id: str) -> Path:
+    return staging_dir / organization_id
+
+
+def staged_paths(staging_dir: Path, organization_id: str, job_id: str) -> dict[str, Path]:
+    """Every file of a job. Job ids are checked first: no crafted id can name a path elsewhere."""
+    if not JOB_ID_PATTERN.match(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    base = organization_dir(staging_dir, organization_id)
+    return {
+        "body": base / f"{job_id}.body",
+        "rows": base / f"{job_id}.parquet",
+        "lines": base / f"{job_id}.lines.parquet",
+        "record": base / f"{job_id}.json",
+        "errors": base / f"{job_id}.errors.parquet",
+        "warnings": base / f"{job_id}.warnings.parquet",
+    }
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def fsync_and_rename(tmp: Path, path: Path) -> None:
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + ".tmp").unlink()
+
+
+def _isolate_array(body_path: Path, array_key: str) -> int:
+    """Check the top level and blank out everything around the array, in place; return the body size.
+
+    The body must be a JSON object whose `array_key` holds an array. Overwriting the bytes before and
+    after that array with spaces leaves a valid JSON array in the same file, so DuckDB can read it
+    without another copy of a body that may be a gigabyte.
+    """
+    size = body_path.stat().st_size
+    if size == 0:
+        raise BadRequestError(f'empty body: expected a JSON object with "{array_key}"')
+    with open(body_path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as view:
+        located = _locate_array(view, array_key)
+        if isinstance(located, str):
+            problem = located
+        else:
+            start, end = located
+            view[:start] = _PADDING * start
+            view[end:] = _PADDING * (size - end)
+            problem = ""
+    if problem:
+        raise BadRequestError(problem)
+    return size
+
+
+def _locate_array(view: mmap.mmap, array_key: str) -> tuple[int, int] | str:
+    """(start, end) of the array under `array_key`, or what is wrong with the body.
+
+    It returns rather than raises: a traceback would keep msgspec's views of the map alive.
+    """
+    try:
+        top = msgspec.json.decode(view, type=dict[str, msgspec.Raw])
+    except msgspec.ValidationError:
+        return f'expected a JSON object with "{array_key}"'
+    except msgspec.DecodeError as error:
+        return f"body is not valid JSON: {error}"
+    raw = top.pop(array_key, None)
+    top.clear()
+    if raw is None:
+        return f'expected "{array_key}" to be an array, but it is missing'
+    start = pa.py_buffer(raw).address - pa.py_buffer(view).address
+    end = start + len(raw)
+    del raw
+    if view[start : start + 1] != b"[":
+        return f'expected "{array_key}" to be an array'
+    return start, end
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _json_columns(names: list[str]) -> str:
+    return "{" + ", ".join(f"'{name}': 'JSON'" for name in names) + "}"
+
+
+def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bool) -> str:
+    """One row per array element: `__row`, `__type`, `__value`, each field's JSON text (and lines)."""
+    names = [f.name for f in contract.fields] + (["lines"] if contract.has_lines else [])
+    if tolerant:
+        # read_json_objects takes any element (null, 5, duplicate keys); slower, so only on need.
+        source = f"read_json_objects('{body}', format='array', maximum_object_size={max_object})"
+        fields = [f"json_extract(json, '$.{_quote(name)}') AS {_quote(name)}" for name in names]
+        shape = "json_type(json)", "CASE WHEN json_type(json) <> 'OBJECT' THEN left(json::VARCHAR, 200) END"
+    else:
+        source = (
+            f"read_json('{body}', format='array', columns={_json_columns(names)}, maximum_object_size={max_object})"
+        )
+        fields = [_quote(name) for name in names]
+        shape = "'OBJECT'", "NULL::VARCHAR"
+    return (
+        f"SELECT ordinality - 1 AS {ROW}, {shape[0]} AS {ROW_TYPE}, {shape[1]} AS {ROW_VALUE}, {', '.join(fields)} "
+        f"FROM {source} WITH ORDINALITY"
+    )
+
+
+def _select_staged(contract: Contract) -> str:
+    """The staged rows, with `lines` reduced to what the contract checks (its count, or the bad value)."""
+    columns = [ROW, ROW_TYPE, ROW_VALUE] + [f"{_quote(f.name)}::VARCHAR AS {_quote(f.name)}" for f in contract.fields]
+    if contract.has_lines:
+        columns += [
+            "CASE WHEN json_type(lines) = 'ARRAY' THEN NULL ELSE lines::VARCHAR END AS lines",
+            f"CASE WHEN json_type(lines) = 'ARRAY' THEN json_array_length(lines) END AS {LINES_COUNT}",
+        ]
+    return f"SELECT {', '.join(columns)} FROM raw_rows"
+
+
+def _select_lines(contract: Contract) -> str:
+    fields = [f"json_extract(e.value, '$.{_quote(f.name)}')::VARCHAR AS {_quote(f.name)}" for f in contract.line_fields]
+    return (
+        f"SELECT r.{ROW}, e.key::BIGINT AS {LINE}, e.type AS {ROW_TYPE}, "
+        f"CASE WHEN e.type <> 'OBJECT' THEN left(e.value::VARCHAR, 200) END AS {ROW_VALUE}, {', '.join(fields)} "
+        f"FROM raw_rows r, json_each(r.lines) e WHERE json_type(r.lines) = 'ARRAY' ORDER BY r.{ROW}, {LINE}"
+    )
+
+
+def _describe_json_error(error: duckdb.Error) -> str:
+    text = str(error)
+    if "UTF-8" in text or "utf-8" in text:
+        return "body is not valid UTF-8"
+    detail = text.split("\n", 1)[0]
+    detail = re.sub(r' in file "[^"]*"', "", detail)
+    return f"body is not valid JSON: {detail}"
+
+
+def _copy_staged(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    body_path: Path,
+    max_object: int,
+    rows_tmp: Path,
+    lines_tmp: Path | None,
+    tolerant: bool,
+) -> int:
+    """Write the staged Parquet file(s); return the number of rows. Lines need the rows twice: a table."""
+    relation = "TABLE" if contract.has_lines else "VIEW"
+    con.execute(
+        f"CREATE OR REPLACE TEMP {relation} raw_rows AS "
+        + _rows_query(contract, body_path, max_object, tolerant=tolerant)
+    )
+    (row_count,) = con.execute(f"COPY ({_select_staged(contract)}) TO '{rows_tmp}' (FORMAT parquet)").fetchone() or (0,)
+    if lines_tmp is not None:
+        con.execute(f"COPY ({_select_lines(contract)}) TO '{lines_tmp}' (FORMAT parquet)")
+    return int(row_count)
+
+
+@contextlib.contextmanager
+def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": True})
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def stage_body(contract: Contract, body_path: Path, rows_path: Path, lines_path: Path | None) -> StagedUpload:
+    """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable."""
+    size = _isolate_array(body_path, contract.array_key)
+    max_object = max(size, 1 << 20)
+    rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
+    lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
+    try:
+        with _duckdb() as con:
+            for tolerant in (False, True):
+                try:
+                    row_count = _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)
+                    break
+                except duckdb.InvalidInputException as error:
+                    # the fast reader refuses elements it cannot map (null, 5, duplicate keys): retry tolerantly
+                    if tolerant or "Malformed JSON" in str(error):
+                        raise BadRequestError(_describe_json_error(error)) from None
+        fsync_and_rename(rows_tmp, rows_path)
+        if lines_tmp is not None and lines_path is not None:
+            fsync_and_rename(lines_tmp, lines_path)
+    except duckdb.IOException as error:
+        remove_quietly(rows_path, *([lines_path] if lines_path else []))
+        raise ServiceUnavailableError(f"could not stage the upload: {error}", status_code=507) from None
+    except BaseException:
+        remove_quietly(rows_path, *([lines_path] if lines_path else []))
+        raise
+    return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count)
+
+
+def write_record(path: Path, record: dict[str, object]) -> None:
+    write_atomically(path, json.dumps(record).encode())

@@ -1,0 +1,108 @@
+"""Shared fixtures: a real embedded Redis for the session, a fresh data directory per test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import redis
+from litestar.testing import TestClient
+from rq import Queue, SimpleWorker
+
+from service.app import create_app
+from service.auth import KeyStore, Scope
+from service.embedded_redis import start_redis
+from service.settings import Settings, get_settings
+
+BOTH = [Scope.IMPORT_WRITE, Scope.IMPORT_READ]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("redis")
+    process = start_redis(directory, directory / "redis.sock")
+    yield f"unix://{directory / 'redis.sock'}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setenv("STOCKYARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0")
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def redis_connection(settings: Settings) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(settings.effective_redis_url)
+    connection.flushdb()
+    yield connection
+    connection.close()
+
+
+class Api:
+    """The service as a client sees it, plus the worker and the analysts' copy."""
+
+    def __init__(self, client: TestClient[Any], settings: Settings, connection: redis.Redis) -> None:
+        self.client = client
+        self.settings = settings
+        self.connection = connection
+        self.keys = KeyStore(settings.keys_path)
+        self.key = self.create_key("acme")
+
+    def create_key(self, organization: str, scopes: list[Scope] | None = None) -> str:
+        return self.keys.create(organization, scopes or BOTH)[1]
+
+    def post(self, kind: str, body: Any, key: str | None = None, **kwargs: Any) -> Any:
+        headers = {"x-api-key": key or self.key, "content-type": "application/json"}
+        headers.update(kwargs.pop("headers", {}))
+        if isinstance(body, (bytes, str)):
+            return self.client.post(f"/api/import/{kind}", content=body, headers=headers, **kwargs)
+        return self.client.post(f"/api/import/{kind}", json=body, headers=headers, **kwargs)
+
+    def status(self, job_id: str, key: str | None = None) -> Any:
+        return self.client.get(f"/api/import/status/{job_id}", headers={"x-api-key": key or self.key})
+
+    def work(self) -> None:
+        queue = Queue(self.settings.queue_name, connection=self.connection)
+        SimpleWorker([queue], connection=self.connection).work(burst=True)
+
+    def run(self, kind: str, rows: list[Any], key: str | None = None) -> dict[str, Any]:
+        """POST, run the worker, return the final status."""
+        array_key = {
+            "catalog": "products",
+            "inventory": "levels",
+            "suppliers": "suppliers",
+            "purchase-orders": "purchaseOrders",
+            "orders": "orders",
+            "demand-history": "records",
+        }[kind]
+        response = self.post(kind, {array_key: rows}, key=key)
+        assert response.status_code == 202, response.text
+        self.work()
+        status = self.status(response.json()["jobId"], key=key)
+        assert status.status_code == 200, status.text
+        result: dict[str, Any] = status.json()
+        return result
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Read the analysts' copy, as an analyst would: read-only, their own connection."""
+        deadline = time.monotonic() + 5
+        while not self.settings.analytics_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with duckdb.connect(str(self.settings.analytics_path), read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+
+@pytest.fixture
+def api(settings: Settings, redis_connection: redis.Redis) -> Iterator[Api]:
+    with TestClient(create_app(settings, redis_connection)) as client:
+        yield Api(client, settings, redis_connection)

@@ -1,0 +1,80 @@
+"""Frame -> frame helpers every kind uses: last-wins de-duplication, locations, weeks, references.
+
+Pure functions: everything they need comes in as arguments (no I/O, no clock, no globals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from contracts.common import ERROR_SCHEMA, LINE, ROW, ErrorCode, Validated
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the warehouse merges for one job: rows in warehouse column names, plus their references."""
+
+    rows: pl.DataFrame
+    lines: pl.DataFrame | None = None
+    # stub candidates by table: products/suppliers (external_id), locations (location_id, code)
+    references: dict[str, pl.DataFrame] = field(default_factory=dict)
+    warnings: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ERROR_SCHEMA))
+
+
+def normalize_location(location: pl.Expr, organization_id: str) -> pl.Expr:
+    """Location codes are stored as `{organizationId}-{locationId}` (CONTRACT.md)."""
+    return pl.lit(f"{organization_id}-") + location
+
+
+def week_start(date: pl.Expr) -> pl.Expr:
+    """The Monday of the ISO week of a date."""
+    return date.dt.truncate("1w")
+
+
+def keep_last(frame: pl.DataFrame, key: Sequence[str], wire_key: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the last row of each key (as if applied in order); earlier ones become warnings.
+
+    `key` names the frame's columns, `wire_key` the same fields as the caller sent them.
+    """
+    winner = pl.col(ROW).max().over(list(key))
+    marked = frame.with_columns(winner.alias("__winner"))
+    superseded = marked.filter(pl.col(ROW) != pl.col("__winner"))
+    label = ", ".join(wire_key)
+    warnings = superseded.select(
+        pl.col(ROW).cast(pl.Int64()).alias("row"),
+        pl.lit(label).alias("field"),
+        pl.lit(ErrorCode.DUPLICATE_KEY.value).alias("code"),
+        pl.format(f"duplicate {label}: superseded by row {{}}", pl.col("__winner")).alias("message"),
+        pl.concat_str([pl.col(c).cast(pl.String()) for c in key], separator=", ").alias("value"),
+        pl.lit(0, dtype=pl.Int64()).alias("position"),
+    ).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+    kept = marked.filter(pl.col(ROW) == pl.col("__winner")).drop("__winner")
+    return kept, warnings
+
+
+def keep_lines_of(lines: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """Lines of the header rows that survived de-duplication, numbered 1..n."""
+    return lines.join(rows.select(ROW), on=ROW, how="semi").with_columns(
+        (pl.col(LINE) + 1).cast(pl.Int64()).alias("line_number")
+    )
+
+
+def location_references(frame: pl.DataFrame, code: str, organization_id: str) -> pl.DataFrame:
+    """Stub candidates for the locations a frame names, as (location_id, code)."""
+    return frame.select(
+        normalize_location(pl.col(code), organization_id).alias("location_id"), pl.col(code).alias("code")
+    ).unique(subset="location_id", keep="first")
+
+
+def id_references(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Stub candidates for products or suppliers, as (external_id)."""
+    return frame.select(pl.col(column).alias("external_id")).unique()
+
+
+def require_validated(validated: Validated) -> pl.DataFrame:
+    if validated.lines is None:
+        raise ValueError("this kind has lines: validate it with its lines frame")
+    return validated.lines

@@ -1,0 +1,11 @@
+"""Supplier rows -> suppliers."""
+
+import polars as pl
+
+from contracts.common import Validated
+from transforms.common import Prepared, keep_last
+
+
+def prepare_suppliers(validated: Validated, organization_id: str) -> Prepared:
+    rows, warnings = keep_last(validated.rows, ["externalId"], ["externalId"])
+    return Prepared(rows=rows.select(pl.col("externalId").alias("external_id")), warnings=warnings)
