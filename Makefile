@@ -39,7 +39,7 @@ bench: install ## run the benchmark suite (see benchmarks/README.md)
 lock: ## re-resolve requirements.lock from pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) data
