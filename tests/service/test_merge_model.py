@@ -1,0 +1,173 @@
+"""Property: any sequence of imports leaves the warehouse equal to a simple reference model.
+
+Each import goes through the real pipeline minus Redis: staging of the JSON body, contract,
+transform and the one-transaction merge into a real DuckDB file. The model applies the same rows
+one by one, in order, as CONTRACT.md describes; the warehouse must match it after every import and
+never hold a key twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts import CONTRACTS
+from contracts.common import validate
+from service import warehouse
+from service.staging import stage_body
+from transforms import PREPARERS
+
+ORG = "acme"
+SKUS = st.sampled_from(["A", "B", "C", " A "])
+LOCATIONS = st.sampled_from(["L1", "L2"])
+QUANTITY = st.one_of(st.integers(0, 5), st.just(-1), st.just("x"))  # -1 and "x" are bad rows
+
+inventory_row = st.fixed_dictionaries(
+    {"skuId": SKUS, "locationId": LOCATIONS}, optional={"quantityOnHand": QUANTITY, "reorderPoint": st.integers(0, 3)}
+)
+catalog_row = st.fixed_dictionaries({"externalId": SKUS}, optional={"name": st.sampled_from(["n1", "n2"])})
+po_line = st.fixed_dictionaries({"skuId": SKUS, "quantity": st.sampled_from([1, 2, 0]), "unitCost": st.just(1.5)})
+po_row = st.fixed_dictionaries(
+    {
+        "externalPoNumber": st.sampled_from(["P1", "P2"]),
+        "supplierId": st.sampled_from(["S1", "S2"]),
+        "destinationLocationId": LOCATIONS,
+        "lines": st.lists(po_line, min_size=0, max_size=3),
+    }
+)
+imports = st.lists(
+    st.one_of(
+        st.tuples(st.just("inventory"), st.lists(inventory_row, max_size=6)),
+        st.tuples(st.just("catalog"), st.lists(catalog_row, max_size=4)),
+        st.tuples(st.just("purchase-orders"), st.lists(po_row, max_size=3)),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+class Model:
+    """The warehouse as CONTRACT.md describes it, applied row by row."""
+
+    def __init__(self) -> None:
+        self.products: dict[str, tuple[str, bool]] = {}
+        self.locations: dict[str, bool] = {}
+        self.suppliers: dict[str, bool] = {}
+        self.inventory: dict[tuple[str, str], tuple[float, float]] = {}
+        self.purchase_orders: dict[str, tuple[str, str, list[tuple[int, str, float]]]] = {}
+
+    def stub_product(self, sku: str) -> None:
+        self.products.setdefault(sku, (sku, True))
+
+    def stub_location(self, location: str) -> None:
+        self.locations.setdefault(f"{ORG}-{location}", True)
+
+    def apply(self, kind: str, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            getattr(self, "apply_" + kind.replace("-", "_"))(row)
+
+    def apply_inventory(self, row: dict[str, Any]) -> None:
+        quantity = row.get("quantityOnHand", 0)
+        if not isinstance(quantity, int) or quantity < 0:
+            return
+        sku = row["skuId"].strip()
+        self.stub_product(sku)
+        self.stub_location(row["locationId"])
+        self.inventory[(sku, f"{ORG}-{row['locationId']}")] = (float(quantity), float(row.get("reorderPoint", 0)))
+
+    def apply_catalog(self, row: dict[str, Any]) -> None:
+        sku = row["externalId"].strip()
+        self.products[sku] = (row.get("name", sku), False)
+
+    def apply_purchase_orders(self, row: dict[str, Any]) -> None:
+        lines = row["lines"]
+        if not lines or any(line["quantity"] <= 0 for line in lines):
+            return
+        self.suppliers.setdefault(row["supplierId"], True)
+        self.stub_location(row["destinationLocationId"])
+        for line in lines:
+            self.stub_product(line["skuId"].strip())
+        self.purchase_orders[row["externalPoNumber"]] = (
+            row["supplierId"],
+            f"{ORG}-{row['destinationLocationId']}",
+            [(i + 1, line["skuId"].strip(), float(line["quantity"])) for i, line in enumerate(lines)],
+        )
+
+
+def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
+    contract = CONTRACTS[kind]
+    job_id = secrets.token_hex(16)
+    body = directory / f"{job_id}.body"
+    body.write_text(json.dumps({contract.array_key: rows}))
+    lines_path = directory / f"{job_id}.lines.parquet" if contract.has_lines else None
+    staged = stage_body(contract, body, directory / f"{job_id}.parquet", lines_path)
+    raw_lines = pl.read_parquet(lines_path) if lines_path else None
+    validated = validate(contract, pl.read_parquet(staged.rows_path), raw_lines)
+    prepared = PREPARERS[kind](validated, ORG)
+    now = datetime.now()
+    outcome = warehouse.JobOutcome(job_id, ORG, kind, "COMPLETED", len(rows), len(rows), 0, now, now, now)
+    with warehouse.open_warehouse(directory / "warehouse.duckdb") as con:
+        warehouse.apply_job(con, prepared, outcome, now)
+
+
+def _assert_matches(directory: Path, model: Model) -> None:
+    with warehouse.open_warehouse(directory / "warehouse.duckdb") as con:
+
+        def _read(directory: Path, sql: str) -> list[tuple[Any, ...]]:
+            return con.execute(sql).fetchall()
+
+        _compare(directory, model, _read)
+
+
+def _compare(directory: Path, model: Model, _read: Any) -> None:
+    assert _read(directory, "SELECT external_id, name, auto_created FROM products ORDER BY 1") == sorted(
+        (k, *v) for k, v in model.products.items()
+    )
+    assert _read(directory, "SELECT location_id, auto_created FROM locations ORDER BY 1") == sorted(
+        model.locations.items()
+    )
+    assert _read(directory, "SELECT external_id, auto_created FROM suppliers ORDER BY 1") == sorted(
+        model.suppliers.items()
+    )
+    assert _read(
+        directory, "SELECT sku_id, location_id, quantity_on_hand, min_quantity FROM inventory_levels ORDER BY 1, 2"
+    ) == sorted((*k, *v) for k, v in model.inventory.items())
+    assert _read(
+        directory, "SELECT external_po_number, supplier_id, destination_location_id FROM purchase_orders ORDER BY 1"
+    ) == sorted((k, v[0], v[1]) for k, v in model.purchase_orders.items())
+    assert _read(
+        directory,
+        "SELECT external_po_number, line_number, sku_id, quantity FROM purchase_order_lines ORDER BY 1, 2",
+    ) == sorted((po, *line) for po, v in model.purchase_orders.items() for line in v[2])
+    for table, key in warehouse.KIND_TABLES.items():
+        del table
+        for spec in (key.rows, key.lines):
+            if spec is None:
+                continue
+            columns = ", ".join(("organization_id", *spec.key))
+            duplicates = _read(
+                directory, f"SELECT {columns}, count(*) FROM {spec.name} GROUP BY ALL HAVING count(*) > 1"
+            )
+            assert duplicates == [], f"duplicate keys in {spec.name}"
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(imports)
+def test_warehouse_equals_reference_model(sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    model = Model()
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        for kind, rows in sequence:
+            _apply(directory, kind, rows)
+            model.apply(kind, rows)
+            _assert_matches(directory, model)
+            _apply(directory, kind, rows)  # the same import again changes nothing
+            _assert_matches(directory, model)
