@@ -92,7 +92,11 @@ class Validated:
 
 
 _NUMBER_START = re.compile(r"^-?[0-9]")
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+# Only the date of a timestamp is used, but its time must still be a real time of day (leap second allowed).
+_ISO_DATE = (
+    r"^\d{4}-\d{2}-\d{2}"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d+)?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
+)
 
 _TYPE_MESSAGES = {
     WireType.IDENTIFIER: "must be a string",
@@ -116,7 +120,7 @@ def _json_scalar_text(raw: pl.Expr) -> pl.Expr:
         pl.when(is_string & raw.str.contains("\\", literal=True))
         .then(raw.str.json_decode(pl.String()))
         .when(is_string)
-        .then(raw.str.slice(1, raw.str.len_bytes() - 2))
+        .then(raw.str.slice(1, raw.str.len_chars() - 2))  # slice counts characters, not bytes
         .when(is_number)
         .then(raw)
         .otherwise(None)
@@ -170,8 +174,12 @@ def _cast(raw: pl.Expr, wire_type: WireType) -> tuple[pl.Expr, pl.Expr]:
 
 
 def _shown_value(raw: pl.Expr) -> pl.Expr:
-    """The offending value as sent: a string without its quotes, anything else as JSON text."""
-    return pl.coalesce(_json_scalar_text(raw), raw).str.slice(0, MAX_VALUE_LENGTH)
+    """The offending value as sent: a string without its quotes, anything else as JSON text.
+
+    A JSON null shows as null, like a missing value: staging may write it either way.
+    """
+    shown = pl.coalesce(_json_scalar_text(raw), raw).str.slice(0, MAX_VALUE_LENGTH)
+    return pl.when(_is_present(raw)).then(shown)
 
 
 def _cast_message(code: pl.Expr, wire_type: WireType) -> pl.Expr:
@@ -308,15 +316,19 @@ def check_values(
 
 
 def row_shape_errors(raw: pl.DataFrame, *, line: bool = False) -> pl.DataFrame:
-    """An element that is not a JSON object cannot be read at all: one error, nothing more."""
+    """An element that is not a JSON object cannot be read at all: one error, nothing more.
+
+    Its value is its JSON text, except that a null element shows as null (as a null field does).
+    """
     bad = raw.filter(pl.col(ROW_TYPE) != "OBJECT")
     line_expr = pl.col(LINE) if line else None
+    value = pl.col(ROW_VALUE).cast(pl.String())
     return bad.select(
         pl.col(ROW).cast(pl.Int64()).alias("row"),
         (pl.format("lines[{}]", pl.col(LINE)) if line else pl.lit(None, dtype=pl.String())).alias("field"),
         pl.lit(ErrorCode.INVALID_TYPE.value).alias("code"),
         pl.lit("lines[i] must be a JSON object" if line else "each row must be a JSON object").alias("message"),
-        pl.col(ROW_VALUE).cast(pl.String()).str.slice(0, MAX_VALUE_LENGTH).alias("value"),
+        pl.when(_is_present(value)).then(value.str.slice(0, MAX_VALUE_LENGTH)).alias("value"),
         (_position(0, line_expr) - 1).alias("position"),
     ).with_columns(
         pl.col("message").str.replace("lines[i]", pl.col("field"), literal=True) if line else pl.col("message")
