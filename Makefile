@@ -23,12 +23,12 @@ run: install ## run the API, one worker and an embedded Redis on http://127.0.0.
 	$(BIN)/stockyard serve
 
 test: install ## run lint, type checks and the whole test suite
-	$(BIN)/ruff check contracts transforms service tests
+	$(BIN)/ruff check contracts transforms service tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: install ## ruff only
-	$(BIN)/ruff check contracts transforms service tests
+	$(BIN)/ruff check contracts transforms service tests benchmarks
 
 typecheck: install ## mypy only
 	$(BIN)/mypy

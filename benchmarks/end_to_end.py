@@ -1,0 +1,300 @@
+"""End to end through the real service: `stockyard serve` in a subprocess, driven over HTTP.
+
+Each measured run gets a fresh data directory and service (API, one worker, embedded Redis), posts
+the previous batch and waits for it (untimed), then streams the measured body from disk with httpx
+and polls the job until it is COMPLETED. Times run from the first byte sent. Peak memory (VmHWM) of
+the API and of the worker is sampled while the job runs: RQ's worker forks a work horse per job, so
+the worker's figure is the larger of the worker process and its horse (a horse is gone when its job
+ends, so its peak is the last sample taken, every 20 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+
+from benchmarks.generators import BatchSpec, generate_body
+from benchmarks.measure import child_pids, command_line, free_port, peak_rss_bytes, reset_peak_rss
+from service.auth import KeyStore, Scope
+from service.settings import Settings
+from service.warehouse import KIND_TABLES
+
+ORGANIZATION = "bench"
+POLL_SECONDS = 0.02
+START_TIMEOUT_SECONDS = 120.0
+JOB_TIMEOUT_SECONDS = 4 * 3600.0
+FINAL = ("COMPLETED", "FAILED")
+
+
+class ServiceError(RuntimeError):
+    """The service did not start, or a job did not end as it should."""
+
+
+@dataclass
+class RunningService:
+    """A `stockyard serve` process and what a client needs to talk to it."""
+
+    process: subprocess.Popen[bytes]
+    settings: Settings
+    url: str
+    key: str
+    log_path: Path
+    client: httpx.Client = field(repr=False)
+
+    def role_pids(self) -> dict[str, int]:
+        """The API and worker processes `serve` started (Redis is not measured)."""
+        roles: dict[str, int] = {}
+        for pid in child_pids(self.process.pid):
+            command = command_line(pid)
+            for role in ("api", "worker"):
+                if role in command:
+                    roles[role] = pid
+        return roles
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def post(self, kind: str, body: Path | bytes) -> tuple[str, float]:
+        """POST a body (streamed from a file, or bytes); return (job id, seconds to the 202)."""
+        headers = {"x-api-key": self.key, "content-type": "application/json"}
+        started = time.perf_counter()
+        if isinstance(body, Path):
+            with open(body, "rb") as handle:  # httpx reads a file in 64 KiB chunks, with a Content-Length
+                response = self.client.post(f"/api/import/{kind}", content=handle, headers=headers)
+        else:
+            response = self.client.post(f"/api/import/{kind}", content=body, headers=headers)
+        accepted = time.perf_counter() - started
+        if response.status_code != 202:
+            raise ServiceError(f"POST {kind} answered {response.status_code}: {response.text[:500]}")
+        job_id: str = response.json()["jobId"]
+        return job_id, accepted
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/import/status/{job_id}", headers={"x-api-key": self.key})
+        if response.status_code != 200:
+            raise ServiceError(f"status of {job_id} answered {response.status_code}: {response.text[:500]}")
+        status: dict[str, Any] = response.json()
+        return status
+
+    def wait(self, job_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            status = self.status(job_id)
+            if status["status"] in FINAL:
+                return status
+            if self.process.poll() is not None:
+                raise ServiceError(f"the service exited with {self.process.returncode}:\n{self.log_tail()}")
+            time.sleep(POLL_SECONDS)
+        raise ServiceError(f"job {job_id} did not finish in {JOB_TIMEOUT_SECONDS} s")
+
+
+def _child_environment() -> dict[str, str]:
+    """The caller's environment without Stockyard's settings: the service gets only what we pass."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STOCKYARD_") and k != "REDIS_URL"}
+
+
+def _wait_until_ready(service: RunningService) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    probe = f"/api/import/status/{'0' * 32}"
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise ServiceError(f"the service exited with {service.process.returncode}:\n{service.log_tail()}")
+        with contextlib.suppress(httpx.TransportError):
+            answered = service.client.get(probe, headers={"x-api-key": service.key}).status_code == 404
+            if answered and "worker" in service.role_pids():
+                return
+        time.sleep(0.1)
+    raise ServiceError(f"the service did not answer within {START_TIMEOUT_SECONDS} s:\n{service.log_tail()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `serve`, which stops its API, worker and Redis in order; kill only if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running_service(data_dir: Path) -> Iterator[RunningService]:
+    """A fresh service on a free port, with a key for ORGANIZATION; stopped on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data_dir=data_dir.resolve())
+    _, key = KeyStore(settings.keys_path).create(ORGANIZATION, [Scope.IMPORT_WRITE, Scope.IMPORT_READ])
+    port = free_port()
+    log_path = data_dir / "service.log"
+    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(settings.data_dir), "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, env=_child_environment(), cwd=data_dir, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=httpx.Timeout(3600.0, connect=10.0))
+    service = RunningService(process, settings, url, key, log_path, client)
+    try:
+        _wait_until_ready(service)
+        yield service
+    finally:
+        client.close()
+        _stop(process)
+
+
+class MemorySampler:
+    """Peak RSS of the API, the worker and the worker's work horses, sampled in a thread."""
+
+    def __init__(self, roles: dict[str, int], interval: float = 0.02) -> None:
+        self.roles = roles
+        self.interval = interval
+        self.peaks: dict[str, int] = {}
+        self.reset_ok = all(reset_peak_rss(pid) for pid in roles.values())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for role, pid in self.roles.items():
+            self._keep(role, peak_rss_bytes(pid))
+        worker = self.roles.get("worker")
+        if worker is not None:
+            for horse in _children(worker):
+                self._keep("work horse", peak_rss_bytes(horse))
+
+    def _keep(self, role: str, value: int | None) -> None:
+        if value is not None:
+            self.peaks[role] = max(self.peaks.get(role, 0), value)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return child_pids(pid)
+
+
+@dataclass
+class EndToEnd:
+    kind: str
+    rows: int
+    body_bytes: int
+    accepted_seconds: float
+    completed_seconds: float
+    failed_rows: int
+    warning_count: int
+    peak_rss: dict[str, int]
+    peak_rss_reset: bool
+    warehouse_bytes: int
+    created_to_started_seconds: float | None
+    """From the job record: queued until a worker took it (createdAt is stamped just before the 202)."""
+    started_to_completed_at_seconds: float | None
+    """From the job record: startedAt to completedAt, however the service stamps them."""
+
+
+@dataclass
+class JobStream:
+    kind: str
+    jobs: int
+    rows_per_job: int
+    seconds: float
+    warehouse_rows: int
+    warehouse_bytes: int
+    mean_started_to_completed_at_seconds: float | None
+    """Mean over the jobs of startedAt to completedAt, from their job records."""
+
+    @property
+    def jobs_per_second(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+
+def import_end_to_end(service: RunningService, kind: str, body: Path, previous: Path) -> EndToEnd:
+    """Seed with `previous`, then time `body` from its first byte to COMPLETED."""
+    seed_id, _ = service.post(kind, previous)
+    if service.wait(seed_id)["status"] != "COMPLETED":
+        raise ServiceError(f"the seed job of {kind} did not complete:\n{service.log_tail()}")
+    with MemorySampler(service.role_pids()) as memory:
+        started = time.perf_counter()
+        job_id, accepted = service.post(kind, body)
+        status = service.wait(job_id)
+        completed = time.perf_counter() - started
+    if status["status"] != "COMPLETED" or status["processedCount"] != status["rowCount"]:
+        raise ServiceError(f"the {kind} job ended {status['status']}: {status['errors'][:3]}")
+    peaks = dict(memory.peaks)
+    if "work horse" in peaks:
+        peaks["worker"] = max(peaks.get("worker", 0), peaks["work horse"])
+    return EndToEnd(
+        kind=kind,
+        rows=int(status["rowCount"]),
+        body_bytes=body.stat().st_size,
+        accepted_seconds=accepted,
+        completed_seconds=completed,
+        failed_rows=int(status["failedCount"]),
+        warning_count=len(status["warnings"]),
+        peak_rss=peaks,
+        peak_rss_reset=memory.reset_ok,
+        warehouse_bytes=service.settings.warehouse_path.stat().st_size,
+        created_to_started_seconds=_span(status, "createdAt", "startedAt"),
+        started_to_completed_at_seconds=_span(status, "startedAt", "completedAt"),
+    )
+
+
+def _span(status: dict[str, Any], start: str, end: str) -> float | None:
+    if not status.get(start) or not status.get(end):
+        return None
+    begin, finish = (datetime.fromisoformat(status[name].replace("Z", "+00:00")) for name in (start, end))
+    return (finish - begin).total_seconds()
+
+
+def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobStream:
+    """Post `jobs` small bodies back to back into the warehouse as it is; time until the last completes."""
+    bodies = [generate_body(BatchSpec(spec.kind, spec.rows, seed=spec.seed + 1 + n, bad_share=0)) for n in range(jobs)]
+    started = time.perf_counter()
+    job_ids = [service.post(spec.kind, body)[0] for body in bodies]
+    statuses = [service.wait(job_id) for job_id in job_ids]
+    seconds = time.perf_counter() - started
+    if any(status["status"] != "COMPLETED" for status in statuses):
+        raise ServiceError(f"a small {spec.kind} job did not complete:\n{service.log_tail()}")
+    spans = [_span(status, "startedAt", "completedAt") for status in statuses]
+    known = [span for span in spans if span is not None]
+    table = KIND_TABLES[spec.kind].rows.name
+    with duckdb.connect(str(service.settings.analytics_path), read_only=True) as con:
+        (warehouse_rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+    return JobStream(
+        kind=spec.kind,
+        jobs=jobs,
+        rows_per_job=spec.rows,
+        seconds=seconds,
+        warehouse_rows=int(warehouse_rows),
+        warehouse_bytes=service.settings.warehouse_path.stat().st_size,
+        mean_started_to_completed_at_seconds=sum(known) / len(known) if known else None,
+    )

@@ -1,0 +1,416 @@
+"""Results: ratios, the issue's targets, and the three outputs (JSON, Markdown, PNG chart).
+
+Everything here works on the plain results dictionary the suite builds (the JSON file's content),
+so a saved latest.json can be rendered again without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.breakdown import STAGES
+from benchmarks.measure import ratio
+
+Results = dict[str, Any]
+Run = dict[str, Any]
+
+PEERS = ("dlt arrow", "dlt dicts", "per-row")
+FLOOR_TARGET = {"inventory": 0.5}
+FLOOR_TARGET_OTHER = 0.35
+LINEARITY_TARGET = 0.8
+DLT_END_TO_END_TARGET = 2.5
+DLT_MERGE_TARGET = 5.0
+PER_ROW_TARGET = 1_000.0
+MEMORY_TARGET = 3.0
+ACCEPT_TARGET = 2.0
+STREAM_TARGET = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str
+    rows: int | None
+    measured: float | None
+    threshold: float
+    at_least: bool
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured >= self.threshold if self.at_least else self.measured <= self.threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "rows": self.rows,
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "comparison": ">=" if self.at_least else "<=",
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+def peer_rate(run: Run, peer: str) -> float | None:
+    found = run.get("peers", {}).get(peer)
+    return None if found is None else float(found["rows_per_second"])
+
+
+def end_to_end_rate(run: Run) -> float | None:
+    found = run.get("end_to_end")
+    return None if found is None else float(found["rows_per_second"])
+
+
+def run_ratios(run: Run) -> dict[str, Any]:
+    """The ratios of one (kind, size) run; None where a figure is missing (skipped peer, no service)."""
+    e2e = end_to_end_rate(run)
+    merge = run["stage_rows_per_second"].get("merge")
+    end_to_end = run.get("end_to_end") or {}
+    body = run["body_bytes"]
+    peaks = end_to_end.get("peak_rss", {})
+    return {
+        "end_to_end_vs_floor": ratio(e2e, run["floor"]["rows_per_second"]),
+        "end_to_end_vs_dlt_arrow": ratio(e2e, peer_rate(run, "dlt arrow")),
+        "merge_vs_dlt_arrow": ratio(merge, peer_rate(run, "dlt arrow")),
+        "end_to_end_vs_dlt_dicts": ratio(e2e, peer_rate(run, "dlt dicts")),
+        "end_to_end_vs_per_row": ratio(e2e, peer_rate(run, "per-row")),
+        "accepted_vs_decode": ratio(end_to_end.get("accepted_seconds"), run["floor"]["decode_seconds"]),
+        "stages_vs_end_to_end": ratio(run["stages_seconds"], end_to_end.get("completed_seconds")),
+        "peak_rss_vs_body": {role: peak / body for role, peak in peaks.items()},
+    }
+
+
+def linearity(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """Per kind: end-to-end rows/s at the largest size over rows/s at the smallest."""
+    found: dict[str, dict[str, Any]] = {}
+    for kind in dict.fromkeys(run["kind"] for run in runs):
+        measured = sorted((r for r in runs if r["kind"] == kind and end_to_end_rate(r)), key=lambda r: r["rows"])
+        if len(measured) < 2:
+            continue
+        small, large = measured[0], measured[-1]
+        found[kind] = {
+            "small_rows": small["rows"],
+            "large_rows": large["rows"],
+            "ratio": ratio(end_to_end_rate(large), end_to_end_rate(small)),
+        }
+    return found
+
+
+def largest_runs(runs: list[Run]) -> dict[str, Run]:
+    """The run with the most rows, per kind, in the order the kinds ran."""
+    largest: dict[str, Run] = {}
+    for run in runs:
+        if run["kind"] not in largest or run["rows"] > largest[run["kind"]]["rows"]:
+            largest[run["kind"]] = run
+    return largest
+
+
+def evaluate_targets(results: Results) -> list[Target]:
+    """Issue 4's targets, each judged at the largest size run for its kind."""
+    largest = largest_runs(results["runs"])
+    targets: list[Target] = []
+    for kind, run in largest.items():
+        ratios = run["ratios"]
+        rows = run["rows"]
+        floor = FLOOR_TARGET.get(kind, FLOOR_TARGET_OTHER)
+        targets += [
+            Target("end to end / floor", kind, rows, ratios["end_to_end_vs_floor"], floor, True),
+            Target(
+                "end to end / dlt best case", kind, rows, ratios["end_to_end_vs_dlt_arrow"], DLT_END_TO_END_TARGET, True
+            ),
+            Target("merge stage / dlt best case", kind, rows, ratios["merge_vs_dlt_arrow"], DLT_MERGE_TARGET, True),
+            Target("end to end / per-row", kind, rows, ratios["end_to_end_vs_per_row"], PER_ROW_TARGET, True),
+            Target("202 time / decode time", kind, rows, ratios["accepted_vs_decode"], ACCEPT_TARGET, False),
+        ]
+        for role in ("api", "worker"):
+            measured = ratios["peak_rss_vs_body"].get(role)
+            targets.append(Target(f"peak RSS {role} / body", kind, rows, measured, MEMORY_TARGET, False))
+    for kind, found in results.get("linearity", {}).items():
+        note = f"{found['large_rows']:,} vs {found['small_rows']:,} rows"
+        targets.append(
+            Target("rows/s large / small", kind, found["large_rows"], found["ratio"], LINEARITY_TARGET, True, note)
+        )
+    stream = results.get("job_stream")
+    if stream:
+        note = (
+            f"{stream['jobs']} jobs of {stream['rows_per_job']:,} rows, {stream['warehouse_rows']:,} rows in the table"
+        )
+        targets.append(
+            Target("small jobs per second", stream["kind"], None, stream["jobs_per_second"], STREAM_TARGET, True, note)
+        )
+    return targets
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def compact(value: float | None) -> str:
+    """1.23M, 45.6k, 789: rows per second at a glance."""
+    if value is None:
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
+def times(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.2f}x"
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def megabytes(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def throughput_table(results: Results) -> list[str]:
+    header = ["kind", "rows", "body MB", "end to end", "202 s", "done s", "floor", *STAGES, "re-merge", *PEERS]
+    rows = []
+    for run in results["runs"]:
+        end_to_end = run.get("end_to_end") or {}
+        stage_rates = run["stage_rows_per_second"]
+        rows.append(
+            [
+                run["kind"],
+                f"{run['rows']:,}",
+                megabytes(run["body_bytes"]),
+                compact(end_to_end.get("rows_per_second")),
+                seconds(end_to_end.get("accepted_seconds")),
+                seconds(end_to_end.get("completed_seconds")),
+                compact(run["floor"]["rows_per_second"]),
+                *(compact(stage_rates.get(stage)) for stage in STAGES),
+                compact(run.get("remerge_rows_per_second")),
+                *(compact(peer_rate(run, peer)) + ("*" if peer != "dlt arrow" else "") for peer in PEERS),
+            ]
+        )
+    return _table(header, rows)
+
+
+def ratio_table(results: Results) -> list[str]:
+    header = [
+        "kind",
+        "rows",
+        "e2e/floor",
+        "e2e/dlt best",
+        "merge/dlt best",
+        "e2e/dlt dicts",
+        "e2e/per-row",
+        "202/decode",
+        "API RSS/body",
+        "worker RSS/body",
+        "stages/e2e",
+    ]
+    rows = []
+    for run in results["runs"]:
+        r = run["ratios"]
+        rows.append(
+            [
+                run["kind"],
+                f"{run['rows']:,}",
+                times(r["end_to_end_vs_floor"]),
+                times(r["end_to_end_vs_dlt_arrow"]),
+                times(r["merge_vs_dlt_arrow"]),
+                times(r["end_to_end_vs_dlt_dicts"]),
+                times(r["end_to_end_vs_per_row"]),
+                times(r["accepted_vs_decode"]),
+                times(r["peak_rss_vs_body"].get("api")),
+                times(r["peak_rss_vs_body"].get("worker")),
+                times(r["stages_vs_end_to_end"]),
+            ]
+        )
+    return _table(header, rows)
+
+
+def timeline_table(results: Results) -> list[str]:
+    """Where the end-to-end seconds go, from the client's clock and the job record's timestamps."""
+    rows = []
+    for run in results["runs"]:
+        e2e = run.get("end_to_end")
+        if not e2e:
+            continue
+        spans = (e2e["accepted_seconds"], e2e["created_to_started_seconds"], e2e["started_to_completed_at_seconds"])
+        rest = None if None in spans else e2e["completed_seconds"] - sum(s for s in spans if s is not None)
+        rows.append(
+            [
+                run["kind"],
+                f"{run['rows']:,}",
+                seconds(e2e["completed_seconds"]),
+                seconds(e2e["accepted_seconds"]),
+                seconds(e2e["created_to_started_seconds"]),
+                seconds(e2e["started_to_completed_at_seconds"]),
+                seconds(rest),
+                seconds(run["stages_seconds"]),
+                megabytes(e2e["peak_rss"].get("api")),
+                megabytes(e2e["peak_rss"].get("worker")),
+            ]
+        )
+    header = [
+        "kind",
+        "rows",
+        "done s",
+        "to 202 s",
+        "queued s",
+        "startedAt→completedAt s",
+        "rest s",
+        "stages in process s",
+        "API peak MB",
+        "worker peak MB",
+    ]
+    return _table(header, rows)
+
+
+def target_table(results: Results) -> list[str]:
+    verdicts = {True: "met", False: "**missed**", None: "not measured"}
+    rows = []
+    for target in results["targets"]:
+        measured = target["measured"]
+        rows.append(
+            [
+                target["name"],
+                target["kind"],
+                "-" if target["rows"] is None else f"{target['rows']:,}",
+                "-" if measured is None else f"{measured:,.2f}",
+                f"{target['comparison']} {target['threshold']:g}",
+                verdicts[target["met"]],
+                target["note"],
+            ]
+        )
+    return _table(["target", "kind", "rows", "measured", "required", "verdict", "note"], rows)
+
+
+def publish_table(results: Results) -> list[str]:
+    rows = []
+    for point in results["publish"]:
+        rate = ratio(point["warehouse_bytes"], point["seconds"])
+        rows.append(
+            [
+                point["kind"],
+                f"{point['rows']:,}",
+                megabytes(point["warehouse_bytes"]),
+                f"{point['seconds'] * 1000:.0f}",
+                "-" if rate is None else f"{rate / 1e6:,.0f}",
+            ]
+        )
+    return _table(["kind", "rows in batch", "warehouse MB", "publish ms", "MB/s"], rows)
+
+
+def render_markdown(results: Results) -> str:
+    meta = results["meta"]
+    lines = [
+        "# Stockyard benchmark",
+        "",
+        f"{meta['started_at']} · {meta['cpu_count']} cores · load {meta['load_before']} before, "
+        f"{meta['load_after']} after · polars {meta['versions']['polars']}, duckdb {meta['versions']['duckdb']}, "
+        f"dlt {meta['versions'].get('dlt') or 'not installed'} · seed {meta['seed']}, "
+        f"{meta['bad_share']:.0%} bad rows, {meta['existing_share']:.0%} existing keys",
+        "",
+        "## Rows per second",
+        "",
+        *throughput_table(results),
+        "",
+        f"\\* measured on a sample (the first rows of the same batch) and given as rows/s: per-row on "
+        f"{meta['per_row_sample']:,} rows, dlt dicts on {meta['dlt_sample']:,} rows (good rows only). "
+        "Kinds with lines count header rows (rowCount), not lines.",
+        "",
+        "re-merge: the same batch merged again right after (every row updates, in another order than the "
+        "table's). Stages run in the benchmark's process, warm; end to end runs in the service.",
+        "",
+        "## Ratios",
+        "",
+        *ratio_table(results),
+        "",
+        "## Where the end-to-end time goes",
+        "",
+        *timeline_table(results),
+        "",
+        "queued: createdAt to startedAt; startedAt→completedAt: as the job record stamps them; rest: the remainder "
+        "of the client's time to COMPLETED (whatever the worker does after stamping completedAt, and polling).",
+        "",
+        "## Targets (issue 4), at the largest size of each kind",
+        "",
+        *target_table(results),
+        "",
+        "## Publishing the analysts' copy",
+        "",
+        *publish_table(results),
+    ]
+    stream = results.get("job_stream")
+    if stream:
+        lines += [
+            "",
+            f"Small jobs: {stream['jobs']} {stream['kind']} jobs of {stream['rows_per_job']:,} rows, posted back to "
+            f"back over HTTP into a warehouse of {megabytes(stream['warehouse_bytes'])} MB "
+            f"({stream['warehouse_rows']:,} rows in the table): {stream['jobs_per_second']:.2f} jobs/s; "
+            f"startedAt→completedAt {seconds(stream['mean_started_to_completed_at_seconds'])} s per job on average.",
+        ]
+    if results["notes"]:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(results: Results, path: Path) -> None:
+    """Two panels, log scale: rows/s by stage per kind, and Stockyard against the floor and the peers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    largest = largest_runs(results["runs"])
+    chosen = list(largest.values())
+    stage_series = [(stage, [r["stage_rows_per_second"].get(stage) for r in chosen]) for stage in STAGES]
+    peer_series = [
+        ("Stockyard end to end", [end_to_end_rate(r) for r in chosen]),
+        ("floor", [r["floor"]["rows_per_second"] for r in chosen]),
+        *((f"{p}{'' if p == 'dlt arrow' else ' (sample)'}", [peer_rate(r, p) for r in chosen]) for p in PEERS),
+    ]
+    figure, (stages_axis, peers_axis) = plt.subplots(1, 2, figsize=(16, 6))
+    panels = [
+        (stages_axis, "Stages, in process", stage_series),
+        (peers_axis, "End to end against the floor and the peers", peer_series),
+    ]
+    for axis, title, series in panels:
+        width = 0.8 / len(series)
+        for number, (label, rates) in enumerate(series):
+            values = [value or 0.0 for value in rates]
+            positions = [k + (number - (len(series) - 1) / 2) * width for k in range(len(chosen))]
+            axis.bar(positions, values, width, label=label)
+        axis.set_yscale("log")
+        axis.set_xticks(range(len(chosen)))
+        axis.set_xticklabels([f"{r['kind']}\n{r['rows']:,} rows" for r in chosen], fontsize=8)
+        axis.set_ylabel("rows per second (log)")
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+        axis.grid(axis="y", which="major", alpha=0.3)
+    figure.suptitle(f"Stockyard benchmark, {results['meta']['started_at']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_outputs(results: Results, directory: Path) -> dict[str, Path]:
+    """latest.json, latest.md and latest.png under `directory`; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "latest.json", "markdown": directory / "latest.md", "chart": directory / "latest.png"}
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    paths["markdown"].write_text(render_markdown(results))
+    render_chart(results, paths["chart"])
+    return paths

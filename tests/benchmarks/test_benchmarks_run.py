@@ -1,0 +1,60 @@
+"""The benchmark suite runs once on a tiny size and writes its three outputs. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.__main__ import main
+from benchmarks.breakdown import STAGES
+from benchmarks.peers import dlt_available
+
+TARGETS = {
+    "end to end / floor",
+    "end to end / dlt best case",
+    "merge stage / dlt best case",
+    "end to end / per-row",
+    "202 time / decode time",
+    "peak RSS api / body",
+    "peak RSS worker / body",
+    "small jobs per second",
+}
+
+
+@pytest.mark.slow
+def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    arguments = ["--tiny", "--kinds", "inventory", "--out", str(out), "--work-dir", str(tmp_path / "work")]
+
+    outcome = CliRunner().invoke(main, arguments)
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "| inventory | 200 |" in outcome.output
+    assert {p.name for p in out.iterdir()} == {"latest.json", "latest.md", "latest.png"}
+    assert (out / "latest.png").read_bytes().startswith(b"\x89PNG")
+    assert "## Targets" in (out / "latest.md").read_text()
+    assert list((tmp_path / "work").iterdir()) == []  # scratch space is cleaned up
+
+    results = json.loads((out / "latest.json").read_text())
+    assert set(results) == {"meta", "runs", "linearity", "job_stream", "publish", "notes", "targets"}
+    (run,) = results["runs"]
+    assert (run["kind"], run["rows"]) == ("inventory", 200)
+    assert run["accepted_rows"] + run["failed_rows"] == 200
+    assert set(run["stages"]) == set(STAGES)
+    assert all(seconds >= 0 for seconds in run["stages"].values())
+    assert run["floor"]["rows_per_second"] > 0
+    end_to_end = run["end_to_end"]
+    assert end_to_end["rows"] == 200
+    assert 0 < end_to_end["accepted_seconds"] <= end_to_end["completed_seconds"]
+    assert {"api", "worker"} <= set(end_to_end["peak_rss"])
+    expected_peers = {"per-row", "dlt dicts", "dlt arrow"} if dlt_available() else {"per-row"}
+    assert set(run["peers"]) == expected_peers
+    assert run["peers"]["per-row"]["sampled"] is True
+    assert set(run["ratios"]) >= {"end_to_end_vs_floor", "end_to_end_vs_per_row", "accepted_vs_decode"}
+    assert results["job_stream"]["jobs"] == 3
+    assert results["publish"][0]["warehouse_bytes"] > 0
+    assert {target["name"] for target in results["targets"]} == TARGETS
+    assert all(target["met"] in (True, False, None) for target in results["targets"])
