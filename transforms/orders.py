@@ -25,8 +25,10 @@ def prepare_orders(validated: Validated, organization_id: str) -> Prepared:
         "quantity",
         normalize_location(pl.col("locationId"), organization_id).alias("location_id"),
     )
+    # As if applied in order: a superseded order still named its SKUs and locations.
+    all_lines = require_validated(validated)
     references = {
-        "products": id_references(lines, "skuId"),
-        "locations": location_references(lines, "locationId", organization_id),
+        "products": id_references(all_lines, "skuId"),
+        "locations": location_references(all_lines, "locationId", organization_id),
     }
     return Prepared(rows=headers, lines=order_lines, references=references, warnings=warnings)

@@ -30,9 +30,11 @@ def prepare_purchase_orders(validated: Validated, organization_id: str) -> Prepa
         "quantity",
         pl.col("unitCost").alias("unit_cost"),
     )
+    # As if applied in order: a superseded order still named its supplier, location and SKUs.
+    all_lines = require_validated(validated)
     references = {
-        "suppliers": id_references(rows, "supplierId"),
-        "products": id_references(lines, "skuId"),
-        "locations": location_references(rows, "destinationLocationId", organization_id),
+        "suppliers": id_references(validated.rows, "supplierId"),
+        "products": id_references(all_lines, "skuId"),
+        "locations": location_references(validated.rows, "destinationLocationId", organization_id),
     }
     return Prepared(rows=headers, lines=po_lines, references=references, warnings=warnings)
