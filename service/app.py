@@ -1,7 +1,9 @@
 """The Litestar API: six import endpoints that stage and enqueue, and the job status endpoints.
 
 An import streams its body to disk (never whole in memory), stages it (service/staging.py), writes
-the job's record and enqueues it, and only then answers 202: what was accepted is on disk.
+the job's record and enqueues it, and only then answers 202: what was accepted is on disk. Whatever
+goes wrong before that (a body over the limit, a full or unwritable disk, Redis away) is a clear 4xx or
+503/507, and every file of the attempt is removed. API keys are never logged and never echoed back.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import anyio
 import msgspec
 import redis
 from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
@@ -32,10 +35,16 @@ from litestar.params import FromPath, Parameter
 from contracts import CONTRACTS
 from contracts.common import Contract, WireType
 from service.auth import KeyStore, Principal, Scope
-from service.errors import StockyardError, UnsupportedMediaError
+from service.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    StockyardError,
+    UnsupportedMediaError,
+)
 from service.jobs import STATUS_ERROR_LIMIT, JobRecord, JobStatus, JobStore, iso, job_level_error, read_issues, utc_now
 from service.settings import Settings, get_settings
-from service.staging import remove_quietly, stage_body, staged_paths
+from service.staging import remove_quietly, stage_body, staged_paths, storage_error
 
 # --- response shapes (CONTRACT.md) -------------------------------------------------------------
 
@@ -83,8 +92,27 @@ class IssuePage(msgspec.Struct, rename="camel"):
 
 
 class ErrorBody(msgspec.Struct):
+    """Every error: its HTTP status and what went wrong, for the caller."""
+
     status_code: int
     detail: str
+
+
+def _error_responses(*codes: int) -> dict[int, ResponseSpec]:
+    descriptions = {
+        400: "The request as a whole is unusable (not JSON, not an object, no array, ...)",
+        401: "No API key, or an unknown or revoked one",
+        403: "The API key lacks the scope this endpoint needs",
+        404: "No such job (a job of another organization looks the same)",
+        413: "The body is larger than the configured limit",
+        415: "The body is not JSON",
+        503: "The service cannot take the request now (staging area not writable, queue unavailable); retry",
+        507: "Not enough storage to stage the upload; nothing was kept, retry later",
+    }
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=descriptions[code], generate_examples=False)
+        for code in codes
+    }
 
 
 # --- plumbing -----------------------------------------------------------------------------------
@@ -129,23 +157,56 @@ def _check_content_type(request: Request[Any, Any, Any]) -> None:
         raise UnsupportedMediaError(f"unsupported content type {media_type!r}: send application/json")
 
 
-async def _receive_body(request: Request[Any, Any, Any], path: Path) -> None:
-    """Stream the body to `path`; Litestar's stream enforces the size limit (413) as bytes arrive."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        async for chunk in request.stream():
-            handle.write(chunk)
+async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int) -> None:
+    """Stream the body to `path`, never more than `limit` bytes (413 as soon as it is exceeded, with or
+    without a Content-Length). When the disk refuses a write, the rest of the body is read and dropped,
+    so that the client gets the 507/503 rather than a connection reset in the middle of its upload."""
+    announced = request.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
+    failure: OSError | None = None
+    handle = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "wb")  # noqa: SIM115 (closed below, where a failed flush is caught too)
+    except OSError as error:
+        failure = error
+    received = 0
+    try:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequestError("the client disconnected before the body was complete")
+            chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
+            if chunk and failure is None and handle is not None:
+                try:
+                    handle.write(chunk)
+                except OSError as error:
+                    failure = error
+            if not message.get("more_body", False):
+                break
+    finally:
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as error:
+                failure = failure or error
+    if failure is not None:
+        raise storage_error(failure) from None
 
 
 async def _accept_import(request: Request[Any, Any, Any], contract: Contract) -> Response[ImportAccepted]:
     services, principal = _authenticate(request, Scope.IMPORT_WRITE)
     _check_content_type(request)
     settings = services.settings
-    job_id = secrets.token_hex(16)
+    job_id = secrets.token_hex(16)  # 128 random bits: unguessable, never sequential
     paths = staged_paths(settings.staging_dir, principal.organization_id, job_id)
     lines_path = paths["lines"] if contract.has_lines else None
     try:
-        await _receive_body(request, paths["body"])
+        await _receive_body(request, paths["body"], settings.max_body_bytes)
         staged = await anyio.to_thread.run_sync(stage_body, contract, paths["body"], paths["rows"], lines_path)
         record = JobRecord(
             job_id=job_id,
@@ -157,6 +218,12 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
         )
         services.jobs.create(record)
         services.jobs.enqueue(record)
+    except OSError as error:  # the durable record could not be written
+        remove_quietly(*paths.values())
+        raise storage_error(error) from None
+    except redis.RedisError:
+        remove_quietly(*paths.values())
+        raise ServiceUnavailableError("the job queue is unavailable; nothing was kept, retry later") from None
     except BaseException:
         remove_quietly(*paths.values())
         raise
@@ -262,11 +329,15 @@ def _import_handler(contract: Contract) -> HTTPRouteHandler:
         description=f"Stage the rows of `{contract.array_key}` and queue them; answers 202 with the job.",
         operation_class=_body_operation(contract),
         tags=["imports"],
-        responses=None,
+        response_headers=[ResponseHeader(name="Location", description="The job's status URL", documentation_only=True)],
+        responses=_error_responses(400, 401, 403, 413, 415, 503, 507),
     )(handler)
 
 
-@get("/api/import/status/{job_id:str}", tags=["jobs"], summary="Job status")
+_STATUS_ERRORS = _error_responses(401, 403, 404, 503)
+
+
+@get("/api/import/status/{job_id:str}", tags=["jobs"], summary="Job status", responses=_STATUS_ERRORS)
 async def job_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobStatusView:
     """The job with its counts, the first 1,000 errors and warnings in row order."""
     services, record = _find_job(request, job_id)
@@ -283,7 +354,12 @@ async def _issue_page(request: Request[Any, Any, Any], job_id: str, kind: str, o
     return IssuePage(job_id=job_id, offset=offset, limit=limit, total=total, items=_issues(page))
 
 
-@get("/api/import/status/{job_id:str}/errors", tags=["jobs"], summary="All errors of a job, paged")
+@get(
+    "/api/import/status/{job_id:str}/errors",
+    tags=["jobs"],
+    summary="All errors of a job, paged",
+    responses=_STATUS_ERRORS,
+)
 async def job_errors(
     request: Request[Any, Any, Any],
     job_id: FromPath[str],
@@ -294,7 +370,12 @@ async def job_errors(
     return await _issue_page(request, job_id, "errors", offset, limit)
 
 
-@get("/api/import/status/{job_id:str}/warnings", tags=["jobs"], summary="All warnings of a job, paged")
+@get(
+    "/api/import/status/{job_id:str}/warnings",
+    tags=["jobs"],
+    summary="All warnings of a job, paged",
+    responses=_STATUS_ERRORS,
+)
 async def job_warnings(
     request: Request[Any, Any, Any],
     job_id: FromPath[str],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -16,6 +19,9 @@ from service.auth import KeyStore, Scope
 from service.settings import get_settings
 
 _DEV_KEY_MARKER = ".dev-key-created"
+_PR_SET_PDEATHSIG = 1
+_WORKER_RESTARTS = 5
+"""A worker that dies is restarted (its job is recovered), up to this many times a minute."""
 
 
 def _apply(data_dir: Path | None, **environment: object) -> None:
@@ -57,15 +63,16 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     _apply(data_dir, host=host, port=port)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    children: list[subprocess.Popen[bytes]] = []
+    options = _child_options()
+    redis_server: subprocess.Popen[bytes] | None = None
     if settings.redis_url is None:
         from service.embedded_redis import start_redis
 
-        children.append(start_redis(settings.redis_dir, settings.redis_socket))
+        redis_server = start_redis(settings.redis_dir, settings.redis_socket, **options)
         os.environ["REDIS_URL"] = settings.effective_redis_url
     command = [sys.executable, "-m", "service.cli"]
-    children += [subprocess.Popen([*command, "worker"]) for _ in range(workers)]
-    children.append(subprocess.Popen([*command, "api"]))
+    worker = subprocess.Popen([*command, "worker"], **options)
+    api_server = subprocess.Popen([*command, "api"], **options)
 
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"Stockyard API   {url}")
@@ -82,17 +89,61 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(child.poll() is None for child in children):
+    failed = False
+    restarts: list[float] = []
+    while not stopping:
+        if worker.poll() is not None:
+            restarts = [moment for moment in restarts if moment > time.monotonic() - 60]
+            if len(restarts) >= _WORKER_RESTARTS:
+                click.echo(f"The worker keeps exiting (last code {worker.returncode}); stopping.", err=True)
+                failed = stopping = True
+                break
+            click.echo(f"The worker exited with {worker.returncode}; restarting it (its job resumes).", err=True)
+            restarts.append(time.monotonic())
+            worker = subprocess.Popen([*command, "worker"], **options)
+        for name, child in (("API", api_server), ("Redis", redis_server)):
+            if child is not None and child.poll() is not None:
+                click.echo(f"The {name} exited with {child.returncode}; stopping.", err=True)
+                failed = stopping = True
         time.sleep(0.2)
-    # API and worker first (the worker finishes or hands back its job), Redis last.
-    for child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    # API and worker together: in-flight requests finish, the running job completes (or, past the
+    # timeout, is rolled back and resumes at the next start). Redis last: both still need it.
+    _stop_children([api_server, worker], settings.shutdown_timeout_seconds)
+    if redis_server is not None:
+        _stop_children([redis_server], 30)
     click.echo("Stockyard stopped.")
+    if failed:
+        sys.exit(1)
+
+
+def _child_options() -> dict[str, Any]:
+    """How `serve` starts its children. On Linux each gets a process group of its own, so that Ctrl-C
+    at the terminal reaches `serve` alone and it stops them in order, and each is killed by the kernel
+    when `serve` dies, even by `kill -9`, so that nothing outlives it (then the next start recovers)."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return {"process_group": 0, "preexec_fn": die_with_parent}
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM; after `timeout`, SIGTERM again (RQ's cold shutdown rolls the job back); then SIGKILL."""
+    for attempt, wait in ((signal.SIGTERM, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        alive = [child for child in children if child.poll() is None]
+        if not alive:
+            return
+        for child in alive:
+            child.send_signal(attempt)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(child.poll() is None for child in alive):
+            time.sleep(0.1)
 
 
 def _print_dev_key(data_dir: Path) -> None:
@@ -134,17 +185,27 @@ def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
 def worker(data_dir: Path | None, burst: bool) -> None:
     """The worker: validates, transforms and merges queued imports, one at a time."""
     import redis
-    import rq
 
     from service import warehouse
+    from service.worker import ImportWorker
 
     _apply(data_dir)
     settings = get_settings()
+    _log_to_stderr()
     with warehouse.writer_lock(settings.data_dir):
         warehouse.publish(settings.warehouse_path, settings.analytics_path)
     connection = redis.Redis.from_url(settings.effective_redis_url)
-    queue = rq.Queue(settings.queue_name, connection=connection)
-    rq.Worker([queue], connection=connection).work(burst=burst, logging_level="WARNING")
+    ImportWorker(settings, connection).work(burst=burst, logging_level="WARNING")
+
+
+def _log_to_stderr() -> None:
+    """Stockyard's own log lines (recoveries, failures) to stderr. Nothing logged ever holds a key."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    stockyard = logging.getLogger("stockyard")
+    stockyard.addHandler(handler)
+    stockyard.setLevel(logging.INFO)
+    stockyard.propagate = False
 
 
 @main.group()

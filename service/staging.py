@@ -6,12 +6,17 @@ judged here except the request as a whole: a wrong type is a row error in the wo
 row. Files are written to a temporary name, fsynced and renamed, so a staged file is whole or absent.
 
 Layout, per organization: staging/{org}/{jobId}.parquet (rows), {jobId}.lines.parquet (lines of
-purchase orders and orders), {jobId}.json (the job's durable record, see service/jobs.py).
+purchase orders and orders), {jobId}.json (the job's durable record, see service/jobs.py), and
+{jobId}.lock, held by the process running the job (a dead worker's lock is released by the kernel).
+
+Duplicate keys: in the top-level object they are refused (one of two arrays would be dropped unseen);
+inside a row or a line the last occurrence wins, as in JavaScript's JSON.parse and Python's json.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import mmap
 import os
@@ -29,6 +34,13 @@ from service.errors import BadRequestError, ServiceUnavailableError
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _PADDING = b" "
+_STORAGE_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# What may stand between two values of the top-level object: a comma (or the brace) and one key.
+_JSON_STRING = rb'"(?:[^"\\]|\\.)*"'
+_FIRST_GAP = re.compile(rb"\s*\{\s*" + _JSON_STRING + rb"\s*:\s*")
+_NEXT_GAP = re.compile(rb"\s*,\s*" + _JSON_STRING + rb"\s*:\s*")
+_LAST_GAP = re.compile(rb"\s*\}\s*")
+_GAP_KEY = re.compile(rb"\s*[,{]\s*(" + _JSON_STRING + rb")")
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,32 @@ def staged_paths(staging_dir: Path, organization_id: str, job_id: str) -> dict[s
         "record": base / f"{job_id}.json",
         "errors": base / f"{job_id}.errors.parquet",
         "warnings": base / f"{job_id}.warnings.parquet",
+        "lock": base / f"{job_id}.lock",
     }
+
+
+def storage_error(error: OSError | duckdb.Error) -> ServiceUnavailableError:
+    """The client's view of a failed write while staging: 507 when space ran out, 503 otherwise.
+
+    The message names the cause, never a path: nothing of the upload was kept, so retrying is safe.
+    """
+    if isinstance(error, OSError):
+        full = error.errno in _STORAGE_FULL
+        cause = os.strerror(error.errno) if error.errno else type(error).__name__
+    else:
+        text = str(error)
+        full = not any(marker in text for marker in ("Permission denied", "Read-only file system"))
+        cause = next(
+            (m for m in ("No space left on device", "File too large", "Disk quota exceeded") if m in text),
+            "the staging area could not be written",
+        )
+    if full:
+        return ServiceUnavailableError(
+            f"insufficient storage to stage the upload ({cause}); nothing was kept, retry later", status_code=507
+        )
+    return ServiceUnavailableError(
+        f"the staging area is not writable ({cause}); nothing was kept, retry later", status_code=503
+    )
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -124,24 +161,62 @@ def _locate_array(view: mmap.mmap, array_key: str) -> tuple[int, int] | str:
         return f'expected a JSON object with "{array_key}"'
     except msgspec.DecodeError as error:
         return f"body is not valid JSON: {error}"
-    raw = top.pop(array_key, None)
+    except RecursionError:
+        return "body is nested too deeply to be read (more than about 1,000 levels of arrays or objects)"
+    base = pa.py_buffer(view).address
+    spans = {key: (pa.py_buffer(raw).address - base, len(raw)) for key, raw in top.items()}
     top.clear()
-    if raw is None:
+    repeated = _repeated_key(view, sorted(spans.values()))
+    if repeated is not None:
+        return f"the top-level object repeats the key {repeated}: send each key once"
+    if array_key not in spans:
         return f'expected "{array_key}" to be an array, but it is missing'
-    start = pa.py_buffer(raw).address - pa.py_buffer(view).address
-    end = start + len(raw)
-    del raw
+    start, length = spans[array_key]
     if view[start : start + 1] != b"[":
         return f'expected "{array_key}" to be an array'
-    return start, end
+    return start, start + length
+
+
+def _repeated_key(view: mmap.mmap, spans: list[tuple[int, int]]) -> str | None:
+    """A key the top-level object holds twice, or None.
+
+    A decoded dict keeps only the last value of a repeated key, so the earlier value is left in a gap
+    between the values that were kept; every gap must hold no more than a comma and one key.
+    """
+    position = 0
+    for index, (start, length) in enumerate(spans):
+        gap = _FIRST_GAP if index == 0 else _NEXT_GAP
+        if gap.fullmatch(view, position, start) is None:
+            found = _GAP_KEY.match(view, position, start)
+            return found.group(1).decode(errors="replace") if found else "(unknown)"
+        position = start + length
+    if spans and _LAST_GAP.fullmatch(view, position, len(view)) is None:
+        found = _GAP_KEY.match(view, position, len(view))
+        return found.group(1).decode(errors="replace") if found else "(unknown)"
+    return None
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _json_columns(names: list[str]) -> str:
     return "{" + ", ".join(f"'{name}': 'JSON'" for name in names) + "}"
+
+
+def _last_value(keys: str, values: str, name: str) -> str:
+    """The value of the LAST `name` key of an object, given its `json_keys` and `json_extract(.., '$.*')`.
+
+    json_extract returns the first of repeated keys; JSON.parse and most readers keep the last.
+    """
+    return (
+        f"CASE WHEN list_contains({keys}, {_literal(name)}) "
+        f"THEN {values}[len({keys}) + 1 - list_position(list_reverse({keys}), {_literal(name)})] END"
+    )
 
 
 def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bool) -> str:
@@ -149,18 +224,23 @@ def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bo
     names = [f.name for f in contract.fields] + (["lines"] if contract.has_lines else [])
     if tolerant:
         # read_json_objects takes any element (null, 5, duplicate keys); slower, so only on need.
-        source = f"read_json_objects('{body}', format='array', maximum_object_size={max_object})"
-        fields = [f"json_extract(json, '$.{_quote(name)}') AS {_quote(name)}" for name in names]
+        source = (
+            "(SELECT ordinality, json, json_keys(json) AS __keys, json_extract(json, '$.*') AS __values FROM"
+            f" read_json_objects('{body}', format='array', maximum_object_size={max_object}) WITH ORDINALITY)"
+        )
+        fields = [f"{_last_value('__keys', '__values', name)} AS {_quote(name)}" for name in names]
         shape = "json_type(json)", "CASE WHEN json_type(json) <> 'OBJECT' THEN left(json::VARCHAR, 200) END"
     else:
+        # records=true: with one column, DuckDB would otherwise read a non-object element as that column
         source = (
-            f"read_json('{body}', format='array', columns={_json_columns(names)}, maximum_object_size={max_object})"
+            f"read_json('{body}', format='array', records=true, columns={_json_columns(names)},"
+            f" maximum_object_size={max_object}) WITH ORDINALITY"
         )
         fields = [_quote(name) for name in names]
         shape = "'OBJECT'", "NULL::VARCHAR"
     return (
         f"SELECT ordinality - 1 AS {ROW}, {shape[0]} AS {ROW_TYPE}, {shape[1]} AS {ROW_VALUE}, {', '.join(fields)} "
-        f"FROM {source} WITH ORDINALITY"
+        f"FROM {source}"
     )
 
 
@@ -176,11 +256,16 @@ def _select_staged(contract: Contract) -> str:
 
 
 def _select_lines(contract: Contract) -> str:
-    fields = [f"json_extract(e.value, '$.{_quote(f.name)}')::VARCHAR AS {_quote(f.name)}" for f in contract.line_fields]
+    fields = [f"{_last_value('__keys', '__values', f.name)}::VARCHAR AS {_quote(f.name)}" for f in contract.line_fields]
+    lines = (
+        f"SELECT r.{ROW}, e.key::BIGINT AS {LINE}, e.type, e.value, json_keys(e.value) AS __keys,"
+        " json_extract(e.value, '$.*') AS __values"
+        " FROM raw_rows r, json_each(r.lines) e WHERE json_type(r.lines) = 'ARRAY'"
+    )
     return (
-        f"SELECT r.{ROW}, e.key::BIGINT AS {LINE}, e.type AS {ROW_TYPE}, "
-        f"CASE WHEN e.type <> 'OBJECT' THEN left(e.value::VARCHAR, 200) END AS {ROW_VALUE}, {', '.join(fields)} "
-        f"FROM raw_rows r, json_each(r.lines) e WHERE json_type(r.lines) = 'ARRAY' ORDER BY r.{ROW}, {LINE}"
+        f"SELECT {ROW}, {LINE}, type AS {ROW_TYPE}, "
+        f"CASE WHEN type <> 'OBJECT' THEN left(value::VARCHAR, 200) END AS {ROW_VALUE}, {', '.join(fields)} "
+        f"FROM ({lines}) ORDER BY {ROW}, {LINE}"
     )
 
 
@@ -242,9 +327,9 @@ def stage_body(contract: Contract, body_path: Path, rows_path: Path, lines_path:
         fsync_and_rename(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             fsync_and_rename(lines_tmp, lines_path)
-    except duckdb.IOException as error:
+    except (duckdb.IOException, OSError) as error:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
-        raise ServiceUnavailableError(f"could not stage the upload: {error}", status_code=507) from None
+        raise storage_error(error) from None
     except BaseException:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,12 +139,29 @@ def open_warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def is_applied(con: duckdb.DuckDBPyConnection, job_id: str) -> bool:
     """Has this job already been committed? Retries of a committed job must not apply it again."""
-    found = con.execute("SELECT 1 FROM import_jobs WHERE job_id = ? AND status = 'COMPLETED'", [job_id]).fetchone()
-    return found is not None
+    return applied_at(con, job_id) is not None
 
 
-def apply_job(con: duckdb.DuckDBPyConnection, prepared: Prepared, outcome: JobOutcome, now: datetime) -> None:
-    """Stubs, the merge-upsert, replaced lines and the import_jobs row: one transaction."""
+def applied_at(con: duckdb.DuckDBPyConnection, job_id: str) -> datetime | None:
+    """When this job was committed, or None if it was not: the import_jobs row is part of the merge."""
+    found = con.execute(
+        "SELECT completed_at FROM import_jobs WHERE job_id = ? AND status = 'COMPLETED'", [job_id]
+    ).fetchone()
+    return found[0] if found is not None else None
+
+
+def apply_job(
+    con: duckdb.DuckDBPyConnection,
+    prepared: Prepared,
+    outcome: JobOutcome,
+    now: datetime,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """Stubs, the merge-upsert, replaced lines and the import_jobs row: one transaction.
+
+    A process killed before COMMIT leaves nothing of the job behind (DuckDB logs a transaction to its
+    WAL only when it commits); `before_commit` is the test hook that holds the transaction open.
+    """
     tables = KIND_TABLES[outcome.kind]
     lineage = {"org": outcome.organization_id, "now": now, "job": outcome.job_id}
     con.execute("BEGIN TRANSACTION")
@@ -155,6 +172,8 @@ def apply_job(con: duckdb.DuckDBPyConnection, prepared: Prepared, outcome: JobOu
         if tables.lines is not None and prepared.lines is not None:
             _replace_lines(con, tables.rows, tables.lines, prepared.rows, prepared.lines, lineage)
         _record_outcome(con, outcome)
+        if before_commit is not None:
+            before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -267,7 +286,9 @@ def publish(warehouse_path: Path, analytics_path: Path) -> None:
     readers see the new one; nobody ever opens the live file, so imports never wait for them.
     Call with writer_lock held and no connection to the live file open.
     """
-    if not warehouse_path.exists():
+    wal = warehouse_path.with_name(warehouse_path.name + ".wal")
+    if not warehouse_path.exists() or wal.exists():
+        # a writer killed before its checkpoint leaves commits in the WAL: opening replays, closing checkpoints
         with open_warehouse(warehouse_path):
             pass
     tmp = analytics_path.with_name(analytics_path.name + ".tmp")

@@ -1,0 +1,70 @@
+"""The import worker: drains the queue one job at a time, and finishes every job that was accepted.
+
+It is RQ's SimpleWorker, which runs each job in the worker's own process, rather than the forking
+Worker: a forked work horse moves to a process group of its own and outlives a `kill -9` of the
+worker's group, and forking a process whose Polars and DuckDB thread pools are running is unsafe.
+Job timeouts still hold (SIGALRM in the same process).
+
+Recovery (service/recovery.py) runs before the first job, then whenever the worker is idle for a
+recovery interval, whenever the Redis it talks to is not the one it last reconciled, and after any
+job that failed, so that a job left open goes back to the front of the queue before the next one runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+import rq
+
+from service import recovery
+from service.jobs import JobStore
+from service.settings import Settings
+
+logger = logging.getLogger("stockyard.worker")
+
+
+class ImportWorker(rq.SimpleWorker):
+    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+        queue = rq.Queue(settings.queue_name, connection=connection)
+        # RQ blocks on the queue for worker_ttl - 15 s between checks; this makes that the recovery interval
+        interval = max(1, round(settings.recovery_interval_seconds))
+        super().__init__([queue], connection=connection, worker_ttl=interval + 15)
+        self.settings = settings
+        self.store = JobStore(connection, settings)
+        self._recovery_interval = interval
+        self._next_recovery = 0.0
+        self._full_recovery = True  # the first pass reads every durable record
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return bool(super().should_run_maintenance_tasks) or self._recovery_due()
+
+    def run_maintenance_tasks(self) -> None:
+        if self._recovery_due():
+            self.recover()
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+
+    def handle_job_failure(self, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_failure(*args, **kwargs)
+        self._next_recovery = 0.0  # a job left open goes back to the front before the next one runs
+
+    def _recovery_due(self) -> bool:
+        return time.monotonic() >= self._next_recovery or recovery.needs_full_pass(self.connection)
+
+    def recover(self) -> recovery.RecoveryReport | None:
+        """One recovery pass. Redis being away is RQ's to retry; anything else is logged and retried later."""
+        self._next_recovery = time.monotonic() + self._recovery_interval
+        try:
+            report = recovery.recover_jobs(self.store, self.settings, full=self._full_recovery)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._next_recovery = 0.0
+            raise
+        except Exception:
+            logger.exception("recovery pass failed; retrying in %s s", self._recovery_interval)
+            return None
+        self._full_recovery = False
+        return report
