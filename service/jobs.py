@@ -48,6 +48,7 @@ OPEN_JOBS = "stockyard:open-jobs"
 RQ_JOB_PREFIX = "import-"
 _KEY = "stockyard:job:{}"
 _PUBLISHED_AT = "stockyard:published_at"
+PUBLISH_PENDING = "stockyard:publish_pending"
 _MERGE_DELAY_VARIABLE = "STOCKYARD_TEST_MERGE_DELAY"
 _TRANSIENT_BACKOFF_SECONDS = 1.0
 _merges_delayed: list[str] = []
@@ -441,9 +442,32 @@ def _publish_quietly(store: JobStore, settings: Settings) -> None:
 
 
 def _publish_if_due(store: JobStore, settings: Settings) -> None:
-    """Publish after the last queued job, and at least every interval while jobs keep coming."""
+    """Publish now if the last copy is older than the interval; else leave it pending for the worker.
+
+    The copy costs O(warehouse size), so a stream of small jobs must not pay it after each one; the
+    worker publishes what is pending once the interval has passed (publish_pending_if_due).
+    """
     last = float(store.redis.get(_PUBLISHED_AT) or 0)
-    queue_empty = store.queue().count == 0
-    if queue_empty or time.time() - last >= settings.publish_interval_seconds:
-        warehouse.publish(settings.warehouse_path, settings.analytics_path)
-        store.redis.set(_PUBLISHED_AT, time.time())
+    if time.time() - last >= settings.publish_interval_seconds:
+        publish_now(store, settings)
+    else:
+        store.redis.set(PUBLISH_PENDING, 1)
+
+
+def publish_now(store: JobStore, settings: Settings) -> None:
+    """Copy the warehouse for analysts. Call with the writer lock held and no connection open."""
+    store.redis.delete(PUBLISH_PENDING)
+    warehouse.publish(settings.warehouse_path, settings.analytics_path)
+    store.redis.set(_PUBLISHED_AT, time.time())
+
+
+def publish_pending_if_due(store: JobStore, settings: Settings) -> bool:
+    """Publish a copy left pending by _publish_if_due once its interval has passed; True if it did."""
+    if not store.redis.exists(PUBLISH_PENDING):
+        return False
+    last = float(store.redis.get(_PUBLISHED_AT) or 0)
+    if time.time() - last < settings.publish_interval_seconds:
+        return False
+    with warehouse.writer_lock(settings.data_dir):
+        publish_now(store, settings)
+    return True

@@ -20,7 +20,7 @@ import redis
 import rq
 
 from service import recovery
-from service.jobs import JobStore
+from service.jobs import PUBLISH_PENDING, JobStore, publish_pending_if_due
 from service.settings import Settings
 
 logger = logging.getLogger("stockyard.worker")
@@ -29,9 +29,11 @@ logger = logging.getLogger("stockyard.worker")
 class ImportWorker(rq.SimpleWorker):
     def __init__(self, settings: Settings, connection: redis.Redis) -> None:
         queue = rq.Queue(settings.queue_name, connection=connection)
-        # RQ blocks on the queue for worker_ttl - 15 s between checks; this makes that the recovery interval
+        # RQ blocks on the queue for worker_ttl - 15 s between checks: wake often enough for both the
+        # recovery interval and a pending publish of the analysts' copy
         interval = max(1, round(settings.recovery_interval_seconds))
-        super().__init__([queue], connection=connection, worker_ttl=interval + 15)
+        wake = max(1, min(interval, round(settings.publish_interval_seconds)))
+        super().__init__([queue], connection=connection, worker_ttl=wake + 15)
         self.settings = settings
         self.store = JobStore(connection, settings)
         self._recovery_interval = interval
@@ -40,17 +42,28 @@ class ImportWorker(rq.SimpleWorker):
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
-        return bool(super().should_run_maintenance_tasks) or self._recovery_due()
+        return bool(super().should_run_maintenance_tasks) or self._recovery_due() or self._publish_pending()
 
     def run_maintenance_tasks(self) -> None:
         if self._recovery_due():
             self.recover()
+        if self._publish_pending():
+            try:
+                publish_pending_if_due(self.store, self.settings)
+            except Exception:
+                logger.warning("could not publish the analysts' copy; retrying when next idle", exc_info=True)
         if super().should_run_maintenance_tasks:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
 
     def handle_job_failure(self, *args: Any, **kwargs: Any) -> None:
         super().handle_job_failure(*args, **kwargs)
         self._next_recovery = 0.0  # a job left open goes back to the front before the next one runs
+
+    def _publish_pending(self) -> bool:
+        try:
+            return bool(self.connection.exists(PUBLISH_PENDING))
+        except redis.RedisError:
+            return False
 
     def _recovery_due(self) -> bool:
         return time.monotonic() >= self._next_recovery or recovery.needs_full_pass(self.connection)

@@ -1,0 +1,29 @@
+"""The analysts' copy: published at most once per interval while jobs keep coming, never left stale."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.jobs import JobStore, publish_pending_if_due
+from service.settings import get_settings
+from tests.conftest import Api
+
+
+def test_a_burst_of_jobs_is_published_once_per_interval(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    store = JobStore(api.connection, settings)
+
+    api.run("suppliers", [{"externalId": "A"}])  # the first copy is published at once
+    assert api.query("SELECT external_id FROM suppliers") == [("A",)]
+    api.run("suppliers", [{"externalId": "B"}])  # within the interval: pending, the copy is not redone
+    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",)]
+    assert not publish_pending_if_due(store, settings)  # not due yet
+
+    time.sleep(1.1)
+    assert publish_pending_if_due(store, settings)
+    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
+    assert not publish_pending_if_due(store, settings)  # nothing left pending
