@@ -204,8 +204,18 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_columns(names: list[str]) -> str:
-    return "{" + ", ".join(f"'{name}': 'JSON'" for name in names) + "}"
+def _json_columns(contract: Contract) -> str:
+    """Column types for the fast reader: JSON text per field; lines as a list of such structs.
+
+    Typing `lines` lets DuckDB parse the lines once, into lists it can unnest, instead of keeping
+    their JSON text and walking it again with json_each. Anything else there (not an array, an
+    element that is not an object) makes the fast reader refuse, and the tolerant one takes over.
+    """
+    columns = [f"'{f.name}': 'JSON'" for f in contract.fields]
+    if contract.has_lines:
+        members = ", ".join(f"{_quote(f.name)} JSON" for f in contract.line_fields)
+        columns.append(f"'lines': 'STRUCT({members})[]'")
+    return "{" + ", ".join(columns) + "}"
 
 
 def _last_value(keys: str, values: str, name: str) -> str:
@@ -233,7 +243,7 @@ def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bo
     else:
         # records=true: with one column, DuckDB would otherwise read a non-object element as that column
         source = (
-            f"read_json('{body}', format='array', records=true, columns={_json_columns(names)},"
+            f"read_json('{body}', format='array', records=true, columns={_json_columns(contract)},"
             f" maximum_object_size={max_object}) WITH ORDINALITY"
         )
         fields = [_quote(name) for name in names]
@@ -244,18 +254,30 @@ def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bo
     )
 
 
-def _select_staged(contract: Contract) -> str:
+def _select_staged(contract: Contract, *, tolerant: bool) -> str:
     """The staged rows, with `lines` reduced to what the contract checks (its count, or the bad value)."""
     columns = [ROW, ROW_TYPE, ROW_VALUE] + [f"{_quote(f.name)}::VARCHAR AS {_quote(f.name)}" for f in contract.fields]
-    if contract.has_lines:
+    if contract.has_lines and tolerant:
         columns += [
             "CASE WHEN json_type(lines) = 'ARRAY' THEN NULL ELSE lines::VARCHAR END AS lines",
             f"CASE WHEN json_type(lines) = 'ARRAY' THEN json_array_length(lines) END AS {LINES_COUNT}",
         ]
+    elif contract.has_lines:  # the fast reader only lets arrays of objects (or null) through
+        columns += ["NULL::VARCHAR AS lines", f"len(lines)::UBIGINT AS {LINES_COUNT}"]
     return f"SELECT {', '.join(columns)} FROM raw_rows"
 
 
-def _select_lines(contract: Contract) -> str:
+def _select_lines(contract: Contract, *, tolerant: bool) -> str:
+    if not tolerant:
+        fields = [f"line.{_quote(f.name)}::VARCHAR AS {_quote(f.name)}" for f in contract.line_fields]
+        lines = (
+            f"SELECT {ROW}, unnest(range(len(lines))) AS {LINE}, unnest(lines) AS line"
+            " FROM raw_rows WHERE len(lines) > 0"
+        )
+        return (
+            f"SELECT {ROW}, {LINE}, 'OBJECT' AS {ROW_TYPE}, NULL::VARCHAR AS {ROW_VALUE}, {', '.join(fields)}"
+            f" FROM ({lines})"
+        )
     fields = [f"{_last_value('__keys', '__values', f.name)}::VARCHAR AS {_quote(f.name)}" for f in contract.line_fields]
     lines = (
         f"SELECT r.{ROW}, e.key::BIGINT AS {LINE}, e.type, e.value, json_keys(e.value) AS __keys,"
@@ -293,9 +315,11 @@ def _copy_staged(
         f"CREATE OR REPLACE TEMP {relation} raw_rows AS "
         + _rows_query(contract, body_path, max_object, tolerant=tolerant)
     )
-    (row_count,) = con.execute(f"COPY ({_select_staged(contract)}) TO '{rows_tmp}' (FORMAT parquet)").fetchone() or (0,)
+    (row_count,) = con.execute(
+        f"COPY ({_select_staged(contract, tolerant=tolerant)}) TO '{rows_tmp}' (FORMAT parquet)"
+    ).fetchone() or (0,)
     if lines_tmp is not None:
-        con.execute(f"COPY ({_select_lines(contract)}) TO '{lines_tmp}' (FORMAT parquet)")
+        con.execute(f"COPY ({_select_lines(contract, tolerant=tolerant)}) TO '{lines_tmp}' (FORMAT parquet)")
     return int(row_count)
 
 
