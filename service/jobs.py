@@ -308,7 +308,7 @@ def _run_locked(store: JobStore, settings: Settings, record: JobRecord) -> str:
         failed = validated.errors.get_column("row").n_unique()
         with warehouse.writer_lock(settings.data_dir):
             try:
-                with warehouse.open_warehouse(settings.warehouse_path) as con:
+                with warehouse.writer(settings.warehouse_path).connection() as con:
                     committed_at = warehouse.applied_at(con, record.job_id)
                     if committed_at is None:  # a retry of a committed job must not apply it again
                         completed = utc_now().replace(tzinfo=None)
@@ -426,7 +426,7 @@ def fail_job(store: JobStore, settings: Settings, record: JobRecord, message: st
     )
     try:
         with warehouse.writer_lock(settings.data_dir):
-            with warehouse.open_warehouse(settings.warehouse_path) as con:
+            with warehouse.writer(settings.warehouse_path).connection() as con:
                 warehouse.record_failure(con, outcome)
             _publish_if_due(store, settings)
     except Exception:  # the job record already says FAILED; the warehouse copy of it is best effort
@@ -455,9 +455,9 @@ def _publish_if_due(store: JobStore, settings: Settings) -> None:
 
 
 def publish_now(store: JobStore, settings: Settings) -> None:
-    """Copy the warehouse for analysts. Call with the writer lock held and no connection open."""
+    """Copy the warehouse for analysts. Call with the writer lock held."""
     store.redis.delete(PUBLISH_PENDING)
-    warehouse.publish(settings.warehouse_path, settings.analytics_path)
+    warehouse.writer(settings.warehouse_path).publish(settings.analytics_path)
     store.redis.set(_PUBLISHED_AT, time.time())
 
 

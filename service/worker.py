@@ -19,8 +19,8 @@ from typing import Any
 import redis
 import rq
 
-from service import recovery
-from service.jobs import PUBLISH_PENDING, JobStore, publish_pending_if_due
+from service import recovery, warehouse
+from service.jobs import PUBLISH_PENDING, JobStore, publish_now, publish_pending_if_due
 from service.settings import Settings
 
 logger = logging.getLogger("stockyard.worker")
@@ -39,6 +39,19 @@ class ImportWorker(rq.SimpleWorker):
         self._recovery_interval = interval
         self._next_recovery = 0.0
         self._full_recovery = True  # the first pass reads every durable record
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's loop; on the way out, publish what is pending and close the warehouse cleanly."""
+        try:
+            return bool(super().work(*args, **kwargs))
+        finally:
+            try:
+                if self._publish_pending():
+                    with warehouse.writer_lock(self.settings.data_dir):
+                        publish_now(self.store, self.settings)
+            except Exception:
+                logger.warning("could not publish the analysts' copy on shutdown", exc_info=True)
+            warehouse.close_writers()
 
     @property
     def should_run_maintenance_tasks(self) -> bool:

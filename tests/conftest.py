@@ -13,6 +13,7 @@ import redis
 from litestar.testing import TestClient
 from rq import Queue, SimpleWorker
 
+from service import warehouse
 from service.app import create_app
 from service.auth import KeyStore, Scope
 from service.embedded_redis import start_redis
@@ -37,6 +38,7 @@ def settings(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0")
     get_settings.cache_clear()
     yield get_settings()
+    warehouse.close_writers()  # the worker keeps its connection open between jobs
     get_settings.cache_clear()
 
 
