@@ -4,17 +4,22 @@ An import streams its body to disk (never whole in memory), stages it (service/s
 the job's record and enqueues it, and only then answers 202: what was accepted is on disk. Whatever
 goes wrong before that (a body over the limit, a full or unwritable disk, Redis away) is a clear 4xx or
 503/507, and every file of the attempt is removed. API keys are never logged and never echoed back.
+
+Bodies are JSON, NDJSON, CSV or Parquet (by Content-Type), gzip-compressed or not (Content-Encoding);
+a job's failed rows come back in the format it was sent in (service/failed_rows.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+import duckdb
 import msgspec
 import redis
 from litestar import Litestar, Request, Response, get, post
@@ -24,6 +29,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import (
     Components,
     OpenAPIMediaType,
+    OpenAPIResponse,
     OpenAPIType,
     Operation,
     RequestBody,
@@ -31,20 +37,32 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 from litestar.params import FromPath, Parameter
+from litestar.response import Stream
 
 from contracts import CONTRACTS
 from contracts.common import Contract, WireType
 from service.auth import KeyStore, Principal, Scope
 from service.errors import (
     BadRequestError,
+    ConflictError,
+    NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
     StockyardError,
     UnsupportedMediaError,
 )
+from service.failed_rows import FILE_EXTENSIONS, json_prefix, write_failed_rows
 from service.jobs import STATUS_ERROR_LIMIT, JobRecord, JobStatus, JobStore, iso, job_level_error, read_issues, utc_now
 from service.settings import Settings, get_settings
-from service.staging import remove_quietly, stage_body, staged_paths, storage_error
+from service.staging import (
+    ACCEPTED_MEDIA_TYPES,
+    BodyDecoder,
+    UploadFormat,
+    remove_quietly,
+    stage_body,
+    staged_paths,
+    storage_error,
+)
 
 # --- response shapes (CONTRACT.md) -------------------------------------------------------------
 
@@ -104,8 +122,9 @@ def _error_responses(*codes: int) -> dict[int, ResponseSpec]:
         401: "No API key, or an unknown or revoked one",
         403: "The API key lacks the scope this endpoint needs",
         404: "No such job (a job of another organization looks the same)",
-        413: "The body is larger than the configured limit",
-        415: "The body is not JSON",
+        409: "The job has not completed (it is pending or processing, or it failed as a whole)",
+        413: "The body, or once uncompressed, is larger than the configured limit",
+        415: "The body is not JSON, NDJSON, CSV or Parquet, or its Content-Encoding is not gzip",
         503: "The service cannot take the request now (staging area not writable, queue unavailable); retry",
         507: "Not enough storage to stage the upload; nothing was kept, retry later",
     }
@@ -145,22 +164,36 @@ def _status_url(job_id: str) -> str:
     return f"/api/import/status/{job_id}"
 
 
-_JSON_TYPES = ("application/json", "text/json")
-
-
-def _check_content_type(request: Request[Any, Any, Any]) -> None:
+def _upload_format(request: Request[Any, Any, Any]) -> UploadFormat:
+    """The format of the body, from its Content-Type (JSON when there is none)."""
     content_type = request.headers.get("content-type")
     if content_type is None:
-        return
+        return UploadFormat.JSON
     media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
-        raise UnsupportedMediaError(f"unsupported content type {media_type!r}: send application/json")
+    if media_type in ACCEPTED_MEDIA_TYPES:
+        return ACCEPTED_MEDIA_TYPES[media_type]
+    if media_type.endswith("+json"):
+        return UploadFormat.JSON
+    accepted = ", ".join(ACCEPTED_MEDIA_TYPES)
+    raise UnsupportedMediaError(f"unsupported content type {media_type!r}: send one of {accepted}")
 
 
-async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int) -> None:
-    """Stream the body to `path`, never more than `limit` bytes (413 as soon as it is exceeded, with or
-    without a Content-Length). When the disk refuses a write, the rest of the body is read and dropped,
-    so that the client gets the 507/503 rather than a connection reset in the middle of its upload."""
+def _is_gzip(request: Request[Any, Any, Any]) -> bool:
+    """Is the body gzip-compressed (Content-Encoding: gzip)? Any other encoding is refused."""
+    encodings = [e.strip().lower() for e in request.headers.get("content-encoding", "").split(",") if e.strip()]
+    encodings = [e for e in encodings if e != "identity"]
+    if not encodings:
+        return False
+    if encodings in (["gzip"], ["x-gzip"]):
+        return True
+    raise UnsupportedMediaError(f"unsupported content encoding {', '.join(encodings)!r}: send gzip, or no encoding")
+
+
+async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int, decoder: BodyDecoder) -> None:
+    """Stream the body to `path` through `decoder`, never more than `limit` bytes received nor written
+    (413 as soon as either is exceeded, with or without a Content-Length). When the disk refuses a
+    write, the rest of the body is read and dropped, so that the client gets the 507/503 rather than a
+    connection reset in the middle of its upload."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
         raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
@@ -183,11 +216,17 @@ async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int)
                 raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
             if chunk and failure is None and handle is not None:
                 try:
-                    handle.write(chunk)
+                    for piece in decoder.feed(chunk):
+                        handle.write(piece)
                 except OSError as error:
                     failure = error
             if not message.get("more_body", False):
                 break
+        if failure is None and handle is not None:
+            try:
+                handle.write(decoder.finish())
+            except OSError as error:
+                failure = error
     finally:
         if handle is not None:
             try:
@@ -200,14 +239,17 @@ async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int)
 
 async def _accept_import(request: Request[Any, Any, Any], contract: Contract) -> Response[ImportAccepted]:
     services, principal = _authenticate(request, Scope.IMPORT_WRITE)
-    _check_content_type(request)
+    upload_format = _upload_format(request)
     settings = services.settings
+    decoder = BodyDecoder(settings.max_body_bytes, gzip=_is_gzip(request), upload_format=upload_format)
     job_id = secrets.token_hex(16)  # 128 random bits: unguessable, never sequential
     paths = staged_paths(settings.staging_dir, principal.organization_id, job_id)
     lines_path = paths["lines"] if contract.has_lines else None
     try:
-        await _receive_body(request, paths["body"], settings.max_body_bytes)
-        staged = await anyio.to_thread.run_sync(stage_body, contract, paths["body"], paths["rows"], lines_path)
+        await _receive_body(request, paths["body"], settings.max_body_bytes, decoder)
+        staged = await anyio.to_thread.run_sync(
+            stage_body, contract, paths["body"], paths["rows"], lines_path, upload_format
+        )
         record = JobRecord(
             job_id=job_id,
             organization_id=principal.organization_id,
@@ -215,6 +257,7 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
             status=JobStatus.PENDING.value,
             row_count=staged.row_count,
             created_at=iso(utc_now()),
+            upload_format=upload_format.value,
         )
         services.jobs.create(record)
         services.jobs.enqueue(record)
@@ -298,20 +341,48 @@ def _row_schema(contract: Contract, *, lines: bool = False) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
 
 
+def _csv_description(contract: Contract) -> str:
+    names = ", ".join(f.name for f in (*contract.fields, *contract.line_fields))
+    text = f"A header line naming the fields ({names}), then one record per row; an empty cell is a missing value."
+    if contract.has_lines:
+        key = contract.key[0]
+        text += f" One record per line, the header fields repeated: records with the same {key} make one row."
+    return text
+
+
 def _body_operation(contract: Contract) -> type[Operation]:
+    row = _row_schema(contract)
     body = Schema(
         type=OpenAPIType.OBJECT,
-        properties={contract.array_key: Schema(type=OpenAPIType.ARRAY, items=_row_schema(contract))},
+        properties={contract.array_key: Schema(type=OpenAPIType.ARRAY, items=row)},
         required=[contract.array_key],
     )
+    lines = " (`lines` a list of structs, or flat: one file row per line, as in CSV)" if contract.has_lines else ""
+    content = {
+        "application/json": OpenAPIMediaType(schema=body),
+        "application/x-ndjson": OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, description="One row per line: a JSON object as in the array.")
+        ),
+        "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description=_csv_description(contract))),
+        "application/vnd.apache.parquet": OpenAPIMediaType(
+            schema=Schema(
+                type=OpenAPIType.STRING,
+                format="binary",  # type: ignore[arg-type]
+                description=f"A Parquet file with a column per field{lines}.",
+            )
+        ),
+    }
 
     @dataclass
     class ImportOperation(Operation):
         def __post_init__(self) -> None:
             self.request_body = RequestBody(
-                content={"application/json": OpenAPIMediaType(schema=body)},
+                content=content,
                 required=True,
-                description=f'A JSON object whose "{contract.array_key}" array holds the rows.',
+                description=(
+                    f'A JSON object whose "{contract.array_key}" array holds the rows; or the rows as NDJSON, CSV'
+                    " or Parquet. Any of them may be gzip-compressed (Content-Encoding: gzip)."
+                ),
             )
 
     return ImportOperation
@@ -386,6 +457,83 @@ async def job_warnings(
     return await _issue_page(request, job_id, "warnings", offset, limit)
 
 
+@dataclass
+class _FailedRowsOperation(Operation):
+    def __post_init__(self) -> None:
+        if self.responses is not None:
+            self.responses["200"] = OpenAPIResponse(
+                description="The failed rows, in input order, with `_row` and `_errors` added (see the README)",
+                content={
+                    upload_format.media_type: OpenAPIMediaType(
+                        schema=Schema(
+                            type=OpenAPIType.OBJECT if upload_format is UploadFormat.JSON else OpenAPIType.STRING
+                        )
+                    )
+                    for upload_format in UploadFormat
+                },
+            )
+
+
+_READ_STEP = 1 << 20
+
+
+@get(
+    "/api/import/status/{job_id:str}/failed-rows",
+    tags=["jobs"],
+    summary="The failed rows of a job, ready to fix and send again",
+    responses=_error_responses(400, 401, 403, 404, 409, 503),
+    operation_class=_FailedRowsOperation,
+)
+async def job_failed_rows(
+    request: Request[Any, Any, Any],
+    job_id: FromPath[str],
+    format: Annotated[  # named as the query parameter is: messages about it say "format"
+        UploadFormat | None, Parameter(description="json, ndjson, csv or parquet; by default the format sent")
+    ] = None,
+) -> Stream:
+    """Every rejected row as it was sent, in input order, with its row index and error messages added:
+    fix them and POST the file back (the added columns are ignored). Streamed, never built in memory."""
+    services, record = _find_job(request, job_id)
+    if record.status == JobStatus.FAILED.value:
+        reason = record.job_error or "import failed"
+        raise ConflictError(f"the job failed as a whole ({reason}): nothing of it was applied, send it all again")
+    if record.status != JobStatus.COMPLETED.value:
+        raise ConflictError(f"the job is {record.status}: its failed rows are known once it has COMPLETED")
+    upload_format = format or UploadFormat(record.upload_format)
+    contract = CONTRACTS[record.kind]
+    paths = staged_paths(services.settings.staging_dir, record.organization_id, record.job_id)
+    needed = [paths["rows"], paths["errors"]] + ([paths["lines"]] if contract.has_lines else [])
+    if not all(path.exists() for path in needed):
+        raise NotFoundError(f"the rows of job {job_id} are no longer kept", job_id=job_id)
+    extension = FILE_EXTENSIONS[upload_format]
+    target = paths["rows"].with_name(f"{record.job_id}.failed-{secrets.token_hex(4)}{extension}.tmp")
+    try:
+        suffix = await anyio.to_thread.run_sync(write_failed_rows, contract, paths, upload_format, target)
+        handle = open(target, "rb")  # noqa: SIM115 (closed by the stream below)
+    except (OSError, duckdb.IOException) as error:
+        raise ServiceUnavailableError(
+            "the failed rows could not be written to the staging area (full, or not writable); retry later",
+            status_code=storage_error(error).status_code,
+        ) from None
+    finally:
+        remove_quietly(target)  # the open handle still reads it; nothing is left behind, whatever happens
+    prefix = json_prefix(contract) if upload_format is UploadFormat.JSON else b""
+
+    def content() -> Iterator[bytes]:
+        with handle:
+            yield prefix
+            while chunk := handle.read(_READ_STEP):
+                yield chunk
+            yield suffix
+
+    filename = f"{record.kind}-{record.job_id}.failed{extension}"
+    return Stream(
+        content(),
+        media_type=upload_format.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Litestar:
     settings = settings or get_settings()
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -408,6 +556,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             job_status,
             job_errors,
             job_warnings,
+            job_failed_rows,
         ],
         exception_handlers={StockyardError: _handle_error},
         openapi_config=openapi,

@@ -1,8 +1,9 @@
-"""`stockyard`: the operator's command line (serve, api, worker, keys)."""
+"""`stockyard`: the operator's command line (serve, api, worker, keys) and the client (upload, status)."""
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -256,6 +257,108 @@ def keys_revoke(data_dir: Path | None, key_id: str) -> None:
     if not KeyStore(get_settings().keys_path).revoke(key_id):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"Revoked key {key_id}.")
+
+
+# --- the client: upload a file, follow its job ------------------------------------------------------
+
+IMPORT_KINDS = ("catalog", "inventory", "suppliers", "purchase-orders", "orders", "demand-history")
+"""The six kinds (contracts.CONTRACTS), spelled out: the client starts without loading the contracts."""
+
+url_option = click.option(
+    "--url",
+    envvar="STOCKYARD_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The Stockyard API [env STOCKYARD_URL].",
+)
+key_option = click.option(
+    "--key", envvar="STOCKYARD_API_KEY", required=True, help="Your API key (x-api-key) [env STOCKYARD_API_KEY]."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, and no progress bars.")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(IMPORT_KINDS), metavar="KIND")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@url_option
+@key_option
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until it has finished.")
+@json_option
+def upload(kind: str, file: Path, url: str, key: str, wait: bool, as_json: bool) -> None:
+    """Import FILE (.json, .ndjson, .csv or .parquet, optionally .gz) as KIND, then follow the job.
+
+    KIND is catalog, inventory, suppliers, purchase-orders, orders or demand-history.
+    Ends with rows, accepted, failed and warnings, and saves the failed rows beside FILE,
+    in its format, ready to fix and upload again. Exit code: 0 every row accepted, 1 some
+    rows failed, 3 the job failed as a whole, 4 the upload was refused or the service
+    could not be reached.
+    """
+    try:
+        from service import client
+    except ImportError as error:  # the HTTP client is not installed: serving needs none
+        raise click.ClickException(f"the client needs {error.name}: pip install {error.name}") from None
+    with client.Client(url, key) as api:
+        accepted = api.upload(kind, file, show_progress=not as_json)
+        if not wait:
+            _print_result(
+                accepted,
+                as_json,
+                f"Accepted: job {accepted['jobId']} ({accepted['rowCount']:,} rows)"
+                f" is {accepted['status']}. Follow it with: stockyard status {accepted['jobId']}",
+            )
+            return
+        try:
+            status = api.wait(accepted["jobId"], int(accepted["rowCount"]), show_progress=not as_json)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\nStopped waiting; the job goes on. Follow it with: stockyard status {accepted['jobId']}", err=True
+            )
+            sys.exit(client.EXIT_INTERRUPTED)
+        failed_rows = None
+        if status["status"] == "COMPLETED" and int(status["failedCount"]):
+            upload_format = client.detect_format(file).name
+            target = client.failed_rows_path(file, status["jobId"], upload_format)
+            try:
+                failed_rows = api.save_failed_rows(status["jobId"], target, upload_format)
+            except OSError:  # FILE's directory is not ours to write: the current one is
+                failed_rows = api.save_failed_rows(status["jobId"], Path(target.name).resolve(), upload_format)
+        summary = client.summarize(status, api.warning_total(status["jobId"]), failed_rows)
+    _print_result(summary, as_json, client.describe(summary))
+    sys.exit(client.exit_code(status))
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@key_option
+@json_option
+def status(job_id: str, url: str, key: str, as_json: bool) -> None:
+    """The state of a job: its counts and first errors. Exit code as for upload (0 while it runs)."""
+    try:
+        from service import client
+    except ImportError as error:  # the HTTP client is not installed: serving needs none
+        raise click.ClickException(f"the client needs {error.name}: pip install {error.name}") from None
+    with client.Client(url, key) as api:
+        current = api.status(job_id)
+        warnings = api.warning_total(job_id)
+    if as_json:
+        click.echo(json.dumps(current, indent=2))
+    else:
+        click.echo(
+            f"Job {current['jobId']} ({current['type']}): {current['status']}\n"
+            f"  rows {current['rowCount']:,}, processed {current['processedCount']:,},"
+            f" failed {current['failedCount']:,}, warnings {warnings:,}"
+        )
+        for issue in current["errors"][:10]:
+            where = "job" if issue["row"] is None else f"row {issue['row']}"
+            click.echo(f"  {where}: {issue['message']}" + (f" (sent: {issue['value']})" if issue["value"] else ""))
+        if len(current["errors"]) > 10:
+            click.echo(f"  ... and more: GET /api/import/status/{job_id}/errors, or /failed-rows for the rows")
+    sys.exit(client.exit_code(current) if current["status"] in ("COMPLETED", "FAILED") else 0)
+
+
+def _print_result(result: dict[str, Any], as_json: bool, text: str) -> None:
+    click.echo(json.dumps(result, indent=2) if as_json else text)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ StockyardError
 │   ├── UnauthorizedError      401  no key, unknown key, revoked key
 │   ├── ForbiddenError         403  valid key without the scope
 │   ├── NotFoundError          404  no such job (or another organization's)
+│   ├── ConflictError          409  the job is not in a state that allows it (not finished yet)
 │   ├── PayloadTooLargeError   413
 │   └── UnsupportedMediaError  415
 ├── ServiceUnavailableError  503/507: we could not stage the upload; nothing is kept
@@ -46,6 +47,10 @@ class ForbiddenError(ClientError):
 
 class NotFoundError(ClientError):
     status_code = 404
+
+
+class ConflictError(ClientError):
+    status_code = 409
 
 
 class PayloadTooLargeError(ClientError):

@@ -78,6 +78,7 @@ class JobRecord:
     job_error: str | None = None  # why a FAILED job failed
     error_count: int = 0
     warning_count: int = 0
+    upload_format: str = "json"  # how the rows were sent (UploadFormat); failed rows are returned so
 
     @property
     def is_open(self) -> bool:
@@ -379,8 +380,9 @@ def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) 
     for start in range(0, max(rows.height, 1), VALIDATION_CHUNK_ROWS):
         chunk = rows.slice(start, VALIDATION_CHUNK_ROWS)
         chunk_lines = None
-        if lines is not None:
-            chunk_lines = lines.filter(pl.col(ROW).is_between(start, start + VALIDATION_CHUNK_ROWS - 1))
+        if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
+            first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
+            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last))
         parts.append(validate(contract, chunk, chunk_lines))
         done = min(start + VALIDATION_CHUNK_ROWS, rows.height)
         if done < rows.height:

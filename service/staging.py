@@ -11,18 +11,32 @@ purchase orders and orders), {jobId}.json (the job's durable record, see service
 
 Duplicate keys: in the top-level object they are refused (one of two arrays would be dropped unseen);
 inside a row or a line the last occurrence wins, as in JavaScript's JSON.parse and Python's json.
+
+Other formats (UploadFormat) are staged to the same files, so the worker never knows what was sent:
+- NDJSON: one row per line; `__row` is the 0-based line number (blank lines are skipped, not renumbered).
+- CSV: a header line with the wire field names, then one record per row; `__row` is the 0-based record
+  after the header. Purchase orders and orders come one record per line, header fields repeated and
+  grouped by the key: a row's index is the order of its key's first record, its lines are its records.
+- Parquet: one row per file row; purchase orders and orders either with a `lines` list of structs (like
+  JSON) or flat, one file row per line (like CSV).
+Each field is staged as JSON text in every format (a CSV cell "12" as `"12"`), so the worker's rules are
+the same for all. A line that cannot be read (not JSON, not CSV, not UTF-8) becomes a row of its own,
+`__type` INVALID_JSON or INVALID_CSV with its text in `__value`, and so a row-level error: never a 400.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import mmap
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import duckdb
@@ -30,7 +44,7 @@ import msgspec
 import pyarrow as pa
 
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
-from service.errors import BadRequestError, ServiceUnavailableError
+from service.errors import BadRequestError, PayloadTooLargeError, ServiceUnavailableError
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _PADDING = b" "
@@ -41,6 +55,54 @@ _FIRST_GAP = re.compile(rb"\s*\{\s*" + _JSON_STRING + rb"\s*:\s*")
 _NEXT_GAP = re.compile(rb"\s*,\s*" + _JSON_STRING + rb"\s*:\s*")
 _LAST_GAP = re.compile(rb"\s*\}\s*")
 _GAP_KEY = re.compile(rb"\s*[,{]\s*(" + _JSON_STRING + rb")")
+
+
+class UploadFormat(StrEnum):
+    """What an upload's body holds, chosen by its Content-Type."""
+
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self]
+
+
+MEDIA_TYPES = {
+    UploadFormat.JSON: "application/json",
+    UploadFormat.NDJSON: "application/x-ndjson",
+    UploadFormat.CSV: "text/csv",
+    UploadFormat.PARQUET: "application/vnd.apache.parquet",
+}
+"""The media type of each format: what the API documents, and what failed rows are sent back as."""
+ACCEPTED_MEDIA_TYPES = {
+    "application/json": UploadFormat.JSON,
+    "text/json": UploadFormat.JSON,
+    "application/x-ndjson": UploadFormat.NDJSON,
+    "application/jsonl": UploadFormat.NDJSON,
+    "text/csv": UploadFormat.CSV,
+    "application/vnd.apache.parquet": UploadFormat.PARQUET,
+    "application/x-parquet": UploadFormat.PARQUET,
+}
+"""Every media type an import accepts (and any `+json` type, as JSON)."""
+
+INVALID_JSON = "INVALID_JSON"
+INVALID_CSV = "INVALID_CSV"
+"""The `__type` of an NDJSON line or CSV record that could not be read: a row-level error of its own."""
+_LINE_DELIMITER = "\x01\x02\x03\x04"
+"""Reading NDJSON with DuckDB's CSV reader, one column per line: no valid JSON line holds a raw control
+character, so a line that holds this one is invalid anyway (and rejected as such)."""
+_MAX_LINE_BYTES = 64 << 20
+"""The longest NDJSON line or CSV record read (longer is a row error): DuckDB's buffers grow with it."""
+_MAX_HEADER_BYTES = 1 << 20
+_CSV_DELIMITERS = (",", ";", "\t", "|")
+"""Comma; or, when the header names no field with commas, what spreadsheets in other locales export."""
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+_BLANK_LINES = re.compile(rb"\n\n+")
+_INFLATE_STEP = 1 << 20
+_GZIP_WINDOW = 16 + zlib.MAX_WBITS
 
 
 @dataclass(frozen=True)
@@ -315,12 +377,273 @@ def _copy_staged(
         f"CREATE OR REPLACE TEMP {relation} raw_rows AS "
         + _rows_query(contract, body_path, max_object, tolerant=tolerant)
     )
+    return _copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=tolerant)
+
+
+def _copy_raw_rows(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    rows_tmp: Path,
+    lines_tmp: Path | None,
+    *,
+    tolerant: bool,
+    sort: bool = False,
+) -> int:
+    """Write `raw_rows` (one row per element, fields and lines as JSON text) as the staged file(s).
+
+    Rows keep the order they were read in, unless `sort` (when they were not read in order)."""
+    order = f" ORDER BY {ROW}" if sort else ""
     (row_count,) = con.execute(
-        f"COPY ({_select_staged(contract, tolerant=tolerant)}) TO '{rows_tmp}' (FORMAT parquet)"
+        f"COPY ({_select_staged(contract, tolerant=tolerant)}{order}) TO {_literal(str(rows_tmp))} (FORMAT parquet)"
     ).fetchone() or (0,)
     if lines_tmp is not None:
-        con.execute(f"COPY ({_select_lines(contract, tolerant=tolerant)}) TO '{lines_tmp}' (FORMAT parquet)")
+        con.execute(
+            f"COPY ({_select_lines(contract, tolerant=tolerant)}) TO {_literal(str(lines_tmp))} (FORMAT parquet)"
+        )
     return int(row_count)
+
+
+def _stage_json(
+    con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
+) -> int:
+    max_object = max(body_path.stat().st_size, 1 << 20)
+    for tolerant in (False, True):
+        try:
+            return _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)
+        except duckdb.InvalidInputException as error:
+            # the fast reader refuses elements it cannot map (null, 5, duplicate keys): retry tolerantly
+            if tolerant or "Malformed JSON" in str(error):
+                raise BadRequestError(_describe_json_error(error)) from None
+    raise AssertionError("unreachable")
+
+
+# --- NDJSON, CSV and Parquet ----------------------------------------------------------------------
+
+
+def _finite(text: str) -> str:
+    """JSON text with NaN and infinities (Parquet floats, lenient JSON) as strings: then they are
+    `invalid_value` (not finite), as "1e400" is, rather than `invalid_type`."""
+    return f"CASE WHEN {text} IN ('NaN', 'Infinity', '-Infinity') THEN '\"' || {text} || '\"' ELSE {text} END"
+
+
+def _line_reader(body: Path, columns: list[str], *, header: bool, delimiter: str, quote: str) -> str:
+    """DuckDB's CSV reader, strict: a record it cannot read goes to its `reject_errors` table, never fails
+    the read. The body's line endings are "\\n" already (BodyDecoder)."""
+    size = body.stat().st_size
+    names = ", ".join(f"{_literal(name)}: 'VARCHAR'" for name in columns)
+    return (
+        f"read_csv({_literal(str(body))}, header={str(header).lower()}, columns={{{names}}},"
+        f" delim={_literal(delimiter)}, quote={_literal(quote)}, escape={_literal(quote)}, comment='',"
+        " new_line='\\n', auto_detect=false, strict_mode=true, store_rejects=true,"
+        f" max_line_size={min(max(size, 2 << 20), _MAX_LINE_BYTES)})"
+    )
+
+
+def _read_records(con: duckdb.DuckDBPyConnection, reader: str, first_line: int) -> str:
+    """Read every record into `parsed`, and what the reader refused into `rejected` (`__record`, `__text`);
+    return a query of `parsed` with `__record`: each record's 0-based index among all of them, refused
+    ones included. DuckDB numbers only the records it took, and the refused ones by their line (which
+    counts a quoted newline as none, as a record is counted): the k-th record taken is record k plus
+    the number refused before it."""
+    con.execute(f"CREATE TEMP TABLE parsed AS SELECT ordinality - 1 AS __k, * FROM {reader} WITH ORDINALITY")
+    con.execute(
+        f"CREATE TEMP TABLE rejected AS SELECT (line - {first_line})::BIGINT AS __record, any_value(csv_line) AS __text"
+        " FROM reject_errors GROUP BY line"
+    )
+    (refused,) = con.execute("SELECT count(*) FROM rejected").fetchone() or (0,)
+    if not refused:
+        return "SELECT __k AS __record, * FROM parsed"
+    # refused record j (1-based, in order) has __record - (j - 1) taken records before it
+    before = (
+        "SELECT __record - (row_number() OVER (ORDER BY __record) - 1) AS __from,"
+        " row_number() OVER (ORDER BY __record) AS __before FROM rejected"
+    )
+    shifts = f"SELECT __from, max(__before) AS __before FROM ({before}) GROUP BY __from"
+    return (
+        "SELECT (p.__k + coalesce(s.__before, 0))::BIGINT AS __record, p.* "
+        f"FROM parsed p ASOF LEFT JOIN ({shifts}) s ON p.__k >= s.__from"
+    )
+
+
+def _stage_ndjson(
+    con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
+) -> int:
+    reader = _line_reader(body_path, ["line"], header=False, delimiter=_LINE_DELIMITER, quote="")
+    numbered = _read_records(con, reader, first_line=1)
+    lines = (
+        f"SELECT __record AS {ROW}, line AS __text,"
+        f" CASE WHEN json_valid(line) THEN json_type(line) ELSE '{INVALID_JSON}' END AS {ROW_TYPE}"
+        f" FROM ({numbered}) WHERE trim(line, ' \t') <> ''"  # blank (NULL or spaces): skipped, its number kept
+        f" UNION ALL SELECT __record, __text, '{INVALID_JSON}' FROM rejected"  # e.g. not UTF-8: never parsed
+    )
+    objects = (
+        f"SELECT *, CASE WHEN {ROW_TYPE} = 'OBJECT' THEN json_keys(__text) END AS __keys,"
+        f" CASE WHEN {ROW_TYPE} = 'OBJECT' THEN json_extract(__text, '$.*') END AS __values FROM ({lines})"
+    )
+    names = [f.name for f in contract.fields] + (["lines"] if contract.has_lines else [])
+    fields = [f"{_finite(_last_value('__keys', '__values', name))} AS {_quote(name)}" for name in names]
+    relation = "TABLE" if contract.has_lines else "VIEW"
+    con.execute(
+        f"CREATE TEMP {relation} raw_rows AS SELECT {ROW}, {ROW_TYPE},"
+        f" CASE WHEN {ROW_TYPE} <> 'OBJECT' THEN __text END AS {ROW_VALUE}, {', '.join(fields)} FROM ({objects})"
+    )
+    return _copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=True, sort=True)
+
+
+def _csv_header(body_path: Path, contract: Contract) -> tuple[list[str], str]:
+    """The field names of the header line, and the delimiter that makes them name known fields."""
+    wanted = [f.name for f in (*contract.fields, *contract.line_fields)]
+    with open(body_path, "rb") as handle:
+        first = handle.readline(_MAX_HEADER_BYTES + 1)
+    if not first.strip():
+        raise BadRequestError(f"empty body: expected a CSV header line naming the fields ({', '.join(wanted)})")
+    if len(first) > _MAX_HEADER_BYTES:
+        raise BadRequestError(f"the CSV header line is longer than {_MAX_HEADER_BYTES} bytes")
+    try:
+        text = first.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        raise BadRequestError("the CSV header line is not valid UTF-8") from None
+    for delimiter in _CSV_DELIMITERS:
+        header = [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
+        if set(header) & set(wanted):
+            return header, delimiter
+    raise BadRequestError(
+        f"the CSV header line names none of the fields of {contract.kind}: expected {', '.join(wanted)}"
+    )
+
+
+def _csv_cell(text: str, index: int, delimiter: str) -> str:
+    """The `index`-th cell of a CSV record's text (unquoted), or '' when the record does not read that far.
+
+    Only for records the reader refused, to find the order a refused line belongs to.
+    """
+    separator = re.escape(delimiter)
+    cell = f'(?:"(?:[^"]|"")*"|[^"{separator}\\n][^{separator}\\n]*|)'
+    pattern = f"^(?:{cell}{separator}){{{index}}}({cell})(?:{separator}|\\n|$)"
+    raw = f"regexp_extract({text}, {_literal(pattern)}, 1)"
+    return f"CASE WHEN starts_with({raw}, '\"') THEN replace({raw}[2:-2], '\"\"', '\"') ELSE {raw} END"
+
+
+def _key_text(text: str) -> str:
+    return f"nullif(trim({text}, ' \t'), '')"
+
+
+def _stage_csv(
+    con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
+) -> int:
+    header, delimiter = _csv_header(body_path, contract)
+    position = {name: index for index, name in enumerate(header) if name}  # a repeated name: the last wins
+    reader = _line_reader(body_path, [f"c{i}" for i in range(len(header))], header=True, delimiter=delimiter, quote='"')
+    numbered = _read_records(con, reader, first_line=2)
+    wanted = [*contract.fields, *contract.line_fields]
+    cells = [
+        (f"to_json(c{position[f.name]})::VARCHAR" if f.name in position else "NULL::VARCHAR") + f" AS {_quote(f.name)}"
+        for f in wanted
+    ]
+    nulls = [f"NULL::VARCHAR AS {_quote(f.name)}" for f in wanted]
+    key, refused_key = "NULL::VARCHAR", "NULL::VARCHAR"
+    if contract.has_lines and contract.key[0] in position:
+        key = _key_text(f"c{position[contract.key[0]]}")
+        refused_key = _key_text(_csv_cell("__text", position[contract.key[0]], delimiter))
+    con.execute(
+        f"CREATE TEMP TABLE records AS SELECT __record, 'OBJECT' AS {ROW_TYPE}, NULL::VARCHAR AS {ROW_VALUE},"
+        f" {key} AS __key, {', '.join(cells)} FROM ({numbered})"
+        f" UNION ALL SELECT __record, '{INVALID_CSV}', __text, {refused_key}, {', '.join(nulls)} FROM rejected"
+    )
+    return _copy_records(con, contract, rows_tmp, lines_tmp)
+
+
+def _copy_records(con: duckdb.DuckDBPyConnection, contract: Contract, rows_tmp: Path, lines_tmp: Path | None) -> int:
+    """Write `records` (flat: one per row, or per line of an order, `__key` its order's key) as the staged files.
+
+    A line that could not be read still joins its order (found by its key), which is then rejected
+    whole, as an order with a bad line is; the header fields of an order are those of its first record.
+    """
+    rows_path, fields = _literal(str(rows_tmp)), [_quote(f.name) for f in contract.fields]
+    if not contract.has_lines or lines_tmp is None:
+        (row_count,) = con.execute(
+            f"COPY (SELECT __record AS {ROW}, {ROW_TYPE}, {ROW_VALUE}, {', '.join(fields)} FROM records"
+            f" ORDER BY __record) TO {rows_path} (FORMAT parquet)"
+        ).fetchone() or (0,)
+        return int(row_count)
+    has_line = " OR ".join(f"{_quote(f.name)} IS NOT NULL" for f in contract.line_fields)
+    con.execute(
+        "CREATE TEMP TABLE keyed AS SELECT *, coalesce('k' || __key, 'r' || __record) AS __order,"
+        f" ({ROW_TYPE} <> 'OBJECT' OR {has_line}) AS __is_line FROM records"  # a record with no line field: none
+    )
+    con.execute(
+        f"CREATE TEMP TABLE orders AS SELECT row_number() OVER (ORDER BY __first) - 1 AS {ROW}, * FROM ("
+        " SELECT __order, min(__record) AS __first,"
+        f" min(__record) FILTER (WHERE {ROW_TYPE} = 'OBJECT') AS __header,"
+        " count(*) FILTER (WHERE __is_line) AS __line_count FROM keyed GROUP BY __order)"
+    )
+    header_fields = ", ".join(f"h.{name}" for name in fields)
+    (row_count,) = con.execute(
+        f"COPY (SELECT o.{ROW}, CASE WHEN o.__header IS NULL THEN f.{ROW_TYPE} ELSE 'OBJECT' END AS {ROW_TYPE},"
+        f" CASE WHEN o.__header IS NULL THEN f.{ROW_VALUE} END AS {ROW_VALUE}, {header_fields},"
+        f" NULL::VARCHAR AS lines, CASE WHEN o.__header IS NOT NULL THEN o.__line_count END::UBIGINT AS {LINES_COUNT}"
+        " FROM orders o JOIN keyed f ON f.__record = o.__first LEFT JOIN keyed h ON h.__record = o.__header"
+        f" ORDER BY o.{ROW}) TO {rows_path} (FORMAT parquet)"
+    ).fetchone() or (0,)
+    line_fields = ", ".join(f"k.{_quote(f.name)}" for f in contract.line_fields)
+    con.execute(
+        f"COPY (SELECT o.{ROW}, row_number() OVER (PARTITION BY o.{ROW} ORDER BY k.__record) - 1 AS {LINE},"
+        f" k.{ROW_TYPE}, k.{ROW_VALUE}, {line_fields} FROM keyed k JOIN orders o USING (__order)"
+        f" WHERE k.__is_line AND o.__header IS NOT NULL ORDER BY 1, 2) TO {_literal(str(lines_tmp))} (FORMAT parquet)"
+    )
+    return int(row_count)
+
+
+def _stage_parquet(
+    con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
+) -> int:
+    reader = f"read_parquet({_literal(str(body_path))}, file_row_number=true)"
+    try:
+        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+        wanted = [*contract.fields, *contract.line_fields]
+        nested = contract.has_lines and "lines" in columns
+        if not nested and not any(f.name in columns for f in wanted):
+            names = ", ".join(f.name for f in wanted)
+            raise BadRequestError(f"the Parquet file has none of the columns of {contract.kind}: expected {names}")
+        if nested:  # like JSON: `lines` a list of structs
+            fields = [
+                (f"{_finite(f'to_json({_quote(f.name)})')}" if f.name in columns else "NULL")
+                + f"::VARCHAR AS {_quote(f.name)}"
+                for f in contract.fields
+            ]
+            con.execute(
+                f"CREATE TEMP TABLE raw_rows AS SELECT file_row_number AS {ROW}, 'OBJECT' AS {ROW_TYPE},"
+                f" NULL::VARCHAR AS {ROW_VALUE}, {', '.join(fields)}, to_json(lines) AS lines FROM {reader}"
+            )
+            return _copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=True)
+        cells = [
+            (f"{_finite(f'to_json({_quote(f.name)})')}" if f.name in columns else "NULL")
+            + f"::VARCHAR AS {_quote(f.name)}"
+            for f in wanted
+        ]
+        key = contract.key[0] if contract.has_lines else None
+        key_text = _key_text(f"{_quote(key)}::VARCHAR") if key is not None and key in columns else "NULL::VARCHAR"
+        con.execute(
+            f"CREATE TEMP TABLE records AS SELECT file_row_number AS __record, 'OBJECT' AS {ROW_TYPE},"
+            f" NULL::VARCHAR AS {ROW_VALUE}, {key_text} AS __key, {', '.join(cells)} FROM {reader}"
+        )
+        return _copy_records(con, contract, rows_tmp, lines_tmp)
+    except (duckdb.ProgrammingError, duckdb.DataError, duckdb.IOException) as error:
+        # an unreadable file, or pages that do not decode; but not a mistake in this code, nor a full disk
+        mistake = isinstance(error, duckdb.BinderException | duckdb.ParserException | duckdb.CatalogException)
+        if mistake or (isinstance(error, duckdb.IOException) and str(body_path) not in str(error)):
+            raise
+        detail = str(error).split("\n", 1)[0].removeprefix("Invalid Input Error: ")
+        detail = re.sub(r" ?[\"']?" + re.escape(str(body_path)) + r"[\"']?", "", detail)
+        raise BadRequestError(f"body is not a valid Parquet file: {detail}") from None
+
+
+_STAGERS = {
+    UploadFormat.JSON: _stage_json,
+    UploadFormat.NDJSON: _stage_ndjson,
+    UploadFormat.CSV: _stage_csv,
+    UploadFormat.PARQUET: _stage_parquet,
+}
 
 
 @contextlib.contextmanager
@@ -332,22 +655,21 @@ def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def stage_body(contract: Contract, body_path: Path, rows_path: Path, lines_path: Path | None) -> StagedUpload:
+def stage_body(
+    contract: Contract,
+    body_path: Path,
+    rows_path: Path,
+    lines_path: Path | None,
+    upload_format: UploadFormat = UploadFormat.JSON,
+) -> StagedUpload:
     """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable."""
-    size = _isolate_array(body_path, contract.array_key)
-    max_object = max(size, 1 << 20)
+    if upload_format is UploadFormat.JSON:
+        _isolate_array(body_path, contract.array_key)
     rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
     lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
     try:
         with _duckdb() as con:
-            for tolerant in (False, True):
-                try:
-                    row_count = _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)
-                    break
-                except duckdb.InvalidInputException as error:
-                    # the fast reader refuses elements it cannot map (null, 5, duplicate keys): retry tolerantly
-                    if tolerant or "Malformed JSON" in str(error):
-                        raise BadRequestError(_describe_json_error(error)) from None
+            row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
         fsync_and_rename(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             fsync_and_rename(lines_tmp, lines_path)
@@ -358,6 +680,84 @@ def stage_body(contract: Contract, body_path: Path, rows_path: Path, lines_path:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
         raise
     return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count)
+
+
+# --- the body as received -------------------------------------------------------------------------
+
+
+class BodyDecoder:
+    """What the API writes to disk of each chunk of a request body, as it streams in.
+
+    A gzip body (Content-Encoding: gzip, one or more members) is inflated a bounded step at a time, and
+    PayloadTooLargeError is raised as soon as its inflated size passes `limit`: a small body never
+    becomes a large one in memory. NDJSON and CSV lose a leading byte-order mark and have their line
+    endings made "\\n" (CR LF and a lone CR too), which DuckDB's reader needs; CSV also loses its blank
+    lines (inside a quoted value as well), so that its record numbers are exact.
+    """
+
+    def __init__(self, limit: int, *, gzip: bool, upload_format: UploadFormat) -> None:
+        self.limit = limit
+        self.size = 0
+        self._inflater = zlib.decompressobj(_GZIP_WINDOW) if gzip else None
+        self._text = upload_format in (UploadFormat.NDJSON, UploadFormat.CSV)
+        self._drop_blank_lines = upload_format is UploadFormat.CSV
+        self._held = b""  # the start of the body until a byte-order mark can be told, or a CR that an LF may follow
+        self._started = False
+        self._at_line_start = True
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        for piece in self._inflate(chunk):
+            yield self._normalize(piece, final=False)
+
+    def finish(self) -> bytes:
+        if self._inflater is not None and not self._inflater.eof:
+            raise BadRequestError("body is not valid gzip: the compressed stream is cut short")
+        return self._normalize(b"", final=True)
+
+    def _count(self, size: int) -> None:
+        self.size += size
+        if self.size > self.limit:
+            raise PayloadTooLargeError(f"the uncompressed body is larger than the limit of {self.limit} bytes")
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        if self._inflater is None:
+            self._count(len(data))
+            yield data
+            return
+        while True:
+            if self._inflater.eof and data:  # the next member of a multi-member gzip body
+                self._inflater = zlib.decompressobj(_GZIP_WINDOW)
+            try:
+                piece = self._inflater.decompress(data, _INFLATE_STEP)
+            except zlib.error as error:
+                raise BadRequestError(f"body is not valid gzip: {error}") from None
+            data = self._inflater.unused_data if self._inflater.eof else self._inflater.unconsumed_tail
+            self._count(len(piece))
+            if piece:
+                yield piece
+            if not data and len(piece) < _INFLATE_STEP:  # a full step may leave output inside zlib
+                return
+
+    def _normalize(self, data: bytes, *, final: bool) -> bytes:
+        if not self._text:
+            return data
+        data, self._held = self._held + data, b""
+        if not self._started:
+            if len(data) < len(_BYTE_ORDER_MARK) and not final:
+                self._held = data
+                return b""
+            self._started = True
+            data = data.removeprefix(_BYTE_ORDER_MARK)
+        if data.endswith(b"\r") and not final:
+            self._held, data = b"\r", data[:-1]
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._drop_blank_lines:
+            data = _BLANK_LINES.sub(b"\n", data)
+            if self._at_line_start:
+                data = data.lstrip(b"\n")
+            if data:
+                self._at_line_start = data.endswith(b"\n")
+        return data
 
 
 def write_record(path: Path, record: dict[str, object]) -> None:

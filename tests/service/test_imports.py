@@ -281,7 +281,7 @@ def test_unusable_bodies_are_400(api: Api, body: bytes, message: str) -> None:
 
 
 def test_wrong_content_type_is_415(api: Api) -> None:
-    response = api.post("inventory", b"a,b", headers={"content-type": "text/csv"})
+    response = api.post("inventory", b"<levels/>", headers={"content-type": "application/xml"})
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
 
 
