@@ -113,14 +113,17 @@ def empty_errors() -> pl.DataFrame:
 
 def _json_scalar_text(raw: pl.Expr) -> pl.Expr:
     """The text of a JSON string (unescaped) or number; null for null, booleans, objects, arrays."""
-    first = raw.str.head(1)
-    is_string = first == '"'
-    is_number = raw.str.contains(_NUMBER_START.pattern)
+    is_string = raw.str.starts_with('"')
+    # A when/then computes every branch on every row: each costly step reads a masked input (nulls are
+    # cheap), so that strings are only sliced, escaped strings only decoded, and numbers only matched.
+    string = pl.when(is_string).then(raw)
+    escaped = string.str.contains("\\", literal=True)
+    is_number = pl.when(~is_string).then(raw).str.contains(_NUMBER_START.pattern)
     return (
-        pl.when(is_string & raw.str.contains("\\", literal=True))
-        .then(raw.str.json_decode(pl.String()))
+        pl.when(escaped)
+        .then(pl.when(escaped).then(raw).str.json_decode(pl.String()))
         .when(is_string)
-        .then(raw.str.slice(1, raw.str.len_chars() - 2))  # slice counts characters, not bytes
+        .then(string.str.slice(1).str.head(-1))  # without the quotes (counted in characters, not bytes)
         .when(is_number)
         .then(raw)
         .otherwise(None)
@@ -131,54 +134,65 @@ def _is_present(raw: pl.Expr) -> pl.Expr:
     return raw.is_not_null() & (raw != "null")
 
 
-def _cast(raw: pl.Expr, wire_type: WireType) -> tuple[pl.Expr, pl.Expr]:
-    """(typed value, error code or null) for one field; a bad value casts to null."""
-    present = _is_present(raw)
-    text = _json_scalar_text(raw)
-    is_string = raw.str.head(1) == '"'
-    not_scalar = present & text.is_null()
+def _parse(raw: pl.Expr, text: pl.Expr, wire_type: WireType) -> pl.Expr:
+    """A field's scalar text read as its wire type; null where it does not read."""
     if wire_type is WireType.IDENTIFIER:
-        value = text.str.strip_chars()
-        value = pl.when(value == "").then(None).otherwise(value)
-        return value, pl.when(not_scalar).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+        return text.str.strip_chars()
     if wire_type is WireType.TEXT:
-        return text, pl.when(not_scalar).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+        return text
     if wire_type is WireType.LABEL:
-        value = pl.when(is_string).then(text.str.strip_chars().str.to_uppercase())
-        value = pl.when(value == "").then(None).otherwise(value)
-        return value, pl.when(present & ~is_string).then(pl.lit(ErrorCode.INVALID_TYPE.value))
+        return pl.when(raw.str.starts_with('"')).then(text.str.strip_chars().str.to_uppercase())
     if wire_type is WireType.NUMBER:
-        number = text.str.strip_chars().cast(pl.Float64(), strict=False)
-        code = (
-            pl.when(present & number.is_null())
-            .then(pl.lit(ErrorCode.INVALID_TYPE.value))
-            .when(present & ~number.is_finite())
-            .then(pl.lit(ErrorCode.INVALID_VALUE.value))
-        )
-        return pl.when(number.is_finite()).then(number), code
+        # A cast refuses surrounding whitespace: what casts as it is would strip to itself, so strip the rest only.
+        number = text.cast(pl.Float64(), strict=False)
+        stripped = pl.when(number.is_null()).then(text).str.strip_chars()
+        return pl.coalesce(number, stripped.cast(pl.Float64(), strict=False))
     if wire_type is WireType.DATE:
-        stripped = pl.when(is_string).then(text.str.strip_chars())
-        date = (
-            pl.when(stripped.str.contains(_ISO_DATE))
-            .then(stripped.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
-            .otherwise(None)
-        )
-        code = (
-            pl.when(present & ~is_string)
-            .then(pl.lit(ErrorCode.INVALID_TYPE.value))
-            .when(present & date.is_null())
-            .then(pl.lit(ErrorCode.INVALID_DATE.value))
-        )
-        return date, code
+        stripped = pl.when(raw.str.starts_with('"')).then(text.str.strip_chars())
+        iso = pl.when(stripped.str.contains(_ISO_DATE)).then(stripped)
+        return iso.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
     raise AssertionError(f"unknown wire type {wire_type}")
 
 
-def _shown_value(raw: pl.Expr) -> pl.Expr:
+def _cast(raw: pl.Expr, text: pl.Expr, parsed: pl.Expr, wire_type: WireType) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, error code or null) for one field from its `_parse`; a bad value casts to null."""
+    present = _is_present(raw)
+    is_string = raw.str.starts_with('"')
+    not_empty = pl.when(parsed.str.len_bytes() > 0).then(parsed)  # for text types: empty means missing
+    invalid_type = pl.lit(ErrorCode.INVALID_TYPE.value)
+    if wire_type is WireType.IDENTIFIER:
+        return not_empty, pl.when(present & text.is_null()).then(invalid_type)
+    if wire_type is WireType.TEXT:
+        return parsed, pl.when(present & text.is_null()).then(invalid_type)
+    if wire_type is WireType.LABEL:
+        return not_empty, pl.when(present & ~is_string).then(invalid_type)
+    if wire_type is WireType.NUMBER:
+        code = (
+            pl.when(present & parsed.is_null())
+            .then(invalid_type)
+            .when(present & ~parsed.is_finite())
+            .then(pl.lit(ErrorCode.INVALID_VALUE.value))
+        )
+        return pl.when(parsed.is_finite()).then(parsed), code
+    if wire_type is WireType.DATE:
+        code = (
+            pl.when(present & ~is_string)
+            .then(invalid_type)
+            .when(present & parsed.is_null())
+            .then(pl.lit(ErrorCode.INVALID_DATE.value))
+        )
+        return parsed, code
+    raise AssertionError(f"unknown wire type {wire_type}")
+
+
+def _shown_value(raw: pl.Expr, text: pl.Expr | None = None) -> pl.Expr:
     """The offending value as sent: a string without its quotes, anything else as JSON text.
 
-    A JSON null shows as null, like a missing value: staging may write it either way.
+    A JSON null shows as null, like a missing value: staging may write it either way. Pass `text`
+    when the value's `_json_scalar_text` is already at hand.
     """
-    shown = pl.coalesce(_json_scalar_text(raw), raw).str.slice(0, MAX_VALUE_LENGTH)
+    text = _json_scalar_text(raw) if text is None else text
+    shown = pl.coalesce(text, raw).str.slice(0, MAX_VALUE_LENGTH)
     return pl.when(_is_present(raw)).then(shown)
 
 
@@ -199,6 +213,11 @@ def field_label(field: str, line: pl.Expr | None) -> pl.Expr:
     return pl.format("lines[{}]." + field, line)
 
 
+def _scratch(step: str, field: str) -> str:
+    """A working column of `cast_fields`: `__text:unitCost`."""
+    return f"__{step}:{field}"
+
+
 def cast_fields(
     raw: pl.DataFrame, fields: Sequence[WireField], *, line: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -210,27 +229,46 @@ def cast_fields(
     keys = [ROW, LINE] if line else [ROW]
     missing = [pl.lit(None, dtype=pl.String()).alias(f.name) for f in fields if f.name not in raw.columns]
     raw = raw.with_columns(missing) if missing else raw
-    raw = raw.with_columns(pl.col(f.name).cast(pl.String()) for f in fields)
-    casts = {f.name: _cast(pl.col(f.name), f.type) for f in fields}
-    typed = raw.select(*keys, *(value.alias(name) for name, (value, _) in casts.items()))
+    # Each step is one `with_columns` over every field (Polars runs its expressions in parallel) and
+    # computes what the next steps read once, as a column, rather than once per use. The frame is in
+    # memory already: the in-memory engine runs these steps faster than the streaming one.
+    text, parsed, value, code = (
+        {f.name: _scratch(step, f.name) for f in fields} for step in ("text", "parsed", "value", "code")
+    )
+    casts: list[pl.Expr] = []
+    for f in fields:
+        typed_value, error_code = _cast(pl.col(f.name), pl.col(text[f.name]), pl.col(parsed[f.name]), f.type)
+        casts += [typed_value.alias(value[f.name]), error_code.alias(code[f.name])]
+    frame = (
+        raw.lazy()
+        .with_columns(pl.col(f.name).cast(pl.String()) for f in fields)
+        .with_columns(_json_scalar_text(pl.col(f.name)).alias(text[f.name]) for f in fields)
+        .with_columns(_parse(pl.col(f.name), pl.col(text[f.name]), f.type).alias(parsed[f.name]) for f in fields)
+        .with_columns(casts)
+        .collect(engine="in-memory")
+    )
+    typed = frame.select(*keys, *(pl.col(value[f.name]).alias(f.name) for f in fields))
+    if not fields:
+        return typed, empty_errors()
+    # Few rows fail: find them first, then describe their errors.
+    failed = frame.select(*keys, *(name for f in fields for name in (f.name, text[f.name], code[f.name]))).filter(
+        pl.any_horizontal(pl.col(code[f.name]).is_not_null() for f in fields)
+    )
     line_expr = pl.col(LINE) if line else None
-    error_parts = []
-    for position, field in enumerate(fields):
-        value, code = casts[field.name]
-        error_parts.append(
-            raw.select(
-                pl.col(ROW).cast(pl.Int64()).alias("row"),
-                field_label(field.name, line_expr).alias("field"),
-                code.alias("code"),
-                pl.format("{} {}", field_label(field.name, line_expr), _cast_message(code, field.type)).alias(
-                    "message"
-                ),
-                _shown_value(pl.col(field.name)).alias("value"),
-                _position(position, line_expr).alias("position"),
-            ).filter(pl.col("code").is_not_null())
+    error_parts = [
+        failed.filter(pl.col(code[field.name]).is_not_null()).select(
+            pl.col(ROW).cast(pl.Int64()).alias("row"),
+            field_label(field.name, line_expr).alias("field"),
+            pl.col(code[field.name]).alias("code"),
+            pl.format(
+                "{} {}", field_label(field.name, line_expr), _cast_message(pl.col(code[field.name]), field.type)
+            ).alias("message"),
+            _shown_value(pl.col(field.name), pl.col(text[field.name])).alias("value"),
+            _position(position, line_expr).alias("position"),
         )
-    errors = pl.concat(error_parts) if error_parts else empty_errors()
-    return typed, errors.cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+        for position, field in enumerate(fields)
+    ]
+    return typed, pl.concat(error_parts).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
 
 
 def _position(field_position: int, line: pl.Expr | None) -> pl.Expr:
@@ -301,37 +339,47 @@ def check_values(
         at = cases.filter(pl.col("column") == column)
         index = at.get_column("index").cast(pl.Int64())
         keys = [ROW, LINE] if line else [ROW]
-        cells = raw.select(*keys, _shown_value(pl.col(column)).alias("value"))[index]
+        cells = raw.select(*keys, column)[index]  # the failed rows only, before anything is computed
         parts.append(
             cells.select(
                 pl.col(ROW).cast(pl.Int64()).alias("row"),
                 field_label(column, line_expr).alias("field"),
                 at.get_column("code").alias("code"),
                 pl.format("{} {}", field_label(column, line_expr), at.get_column("message")).alias("message"),
-                pl.col("value"),
+                _shown_value(pl.col(column)).alias("value"),
                 _position(positions[column], line_expr).alias("position"),
             )
         )
     return pl.concat(parts).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
 
 
+# What a row that cannot be read at all is, by its staged `__type` (NDJSON and CSV stage unreadable
+# lines as INVALID_JSON / INVALID_CSV; JSON arrays stage the element's JSON type).
+_SHAPE_MESSAGES = {
+    "INVALID_JSON": "{} is not valid JSON",
+    "INVALID_CSV": "{} is not valid CSV (wrong number of fields or an unclosed quote)",
+}
+
+
 def row_shape_errors(raw: pl.DataFrame, *, line: bool = False) -> pl.DataFrame:
     """An element that is not a JSON object cannot be read at all: one error, nothing more.
 
-    Its value is its JSON text, except that a null element shows as null (as a null field does).
+    Its value is its text as sent, except that a null element shows as null (as a null field does).
     """
     bad = raw.filter(pl.col(ROW_TYPE) != "OBJECT")
     line_expr = pl.col(LINE) if line else None
     value = pl.col(ROW_VALUE).cast(pl.String())
+    subject = pl.format("lines[{}]", pl.col(LINE)) if line else pl.lit("this row")
+    message = pl.format("{} must be a JSON object", subject) if line else pl.lit("each row must be a JSON object")
+    for shape, template in _SHAPE_MESSAGES.items():
+        message = pl.when(pl.col(ROW_TYPE) == shape).then(pl.format(template, subject)).otherwise(message)
     return bad.select(
         pl.col(ROW).cast(pl.Int64()).alias("row"),
         (pl.format("lines[{}]", pl.col(LINE)) if line else pl.lit(None, dtype=pl.String())).alias("field"),
         pl.lit(ErrorCode.INVALID_TYPE.value).alias("code"),
-        pl.lit("lines[i] must be a JSON object" if line else "each row must be a JSON object").alias("message"),
+        message.alias("message"),
         pl.when(_is_present(value)).then(value.str.slice(0, MAX_VALUE_LENGTH)).alias("value"),
         (_position(0, line_expr) - 1).alias("position"),
-    ).with_columns(
-        pl.col("message").str.replace("lines[i]", pl.col("field"), literal=True) if line else pl.col("message")
     )
 
 
@@ -364,26 +412,26 @@ def lines_errors(raw: pl.DataFrame) -> pl.DataFrame:
         .when(count == 0)
         .then(pl.lit(ErrorCode.EMPTY_LINES.value))
     )
+    failed = (
+        raw.filter(pl.col(ROW_TYPE) == "OBJECT")
+        .select(ROW, lines_raw.alias("lines"), code.alias("code"))
+        .filter(pl.col("code").is_not_null())
+    )
     message = (
-        pl.when(code == ErrorCode.REQUIRED.value)
+        pl.when(pl.col("code") == ErrorCode.REQUIRED.value)
         .then(pl.lit("lines is required"))
-        .when(code == ErrorCode.INVALID_TYPE.value)
+        .when(pl.col("code") == ErrorCode.INVALID_TYPE.value)
         .then(pl.lit("lines must be an array"))
         .otherwise(pl.lit("lines must not be empty"))
     )
-    return (
-        raw.filter(pl.col(ROW_TYPE) == "OBJECT")
-        .select(
-            pl.col(ROW).cast(pl.Int64()).alias("row"),
-            pl.lit("lines").alias("field"),
-            code.alias("code"),
-            message.alias("message"),
-            _shown_value(lines_raw).alias("value"),
-            pl.lit(999, dtype=pl.Int64()).alias("position"),
-        )
-        .filter(pl.col("code").is_not_null())
-        .cast(ERROR_SCHEMA)  # type: ignore[arg-type]
-    )
+    return failed.select(
+        pl.col(ROW).cast(pl.Int64()).alias("row"),
+        pl.lit("lines").alias("field"),
+        pl.col("code"),
+        message.alias("message"),
+        _shown_value(pl.col("lines")).alias("value"),
+        pl.lit(999, dtype=pl.Int64()).alias("position"),
+    ).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
 
 
 def validate(contract: Contract, raw: pl.DataFrame, raw_lines: pl.DataFrame | None = None) -> Validated:
@@ -399,8 +447,17 @@ def validate(contract: Contract, raw: pl.DataFrame, raw_lines: pl.DataFrame | No
     rejected = errors.get_column("row").unique().implode()
     rows = typed.filter(~pl.col(ROW).is_in(rejected))
     if lines is not None:
-        lines = lines.filter(~pl.col(ROW).is_in(rejected)).sort(ROW, LINE)
+        lines = _in_line_order(lines.filter(~pl.col(ROW).is_in(rejected)))
     return Validated(rows=rows, lines=lines, errors=errors)
+
+
+def _in_line_order(lines: pl.DataFrame) -> pl.DataFrame:
+    """Lines sorted by row, then line. Staging writes them in that order: checking is cheaper than sorting."""
+    row, line = pl.col(ROW), pl.col(LINE)
+    after_previous = (row.diff() > 0) | ((row.diff() == 0) & (line.diff() > 0))
+    if lines.select(after_previous.slice(1).all(ignore_nulls=False)).item():
+        return lines
+    return lines.sort(ROW, LINE)
 
 
 def empty_lines_frame(contract: Contract) -> pl.DataFrame:

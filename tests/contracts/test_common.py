@@ -517,3 +517,23 @@ def test_contracts_are_pure() -> None:
     standard, other = top_level_imports("contracts")
     assert other == {"contracts", "pandera", "polars"}
     assert not standard & IMPURE_STANDARD_MODULES
+
+
+@pytest.mark.parametrize(
+    ("shape", "line", "message"),
+    [
+        ("INVALID_JSON", False, "this row is not valid JSON"),
+        ("INVALID_CSV", False, "this row is not valid CSV (wrong number of fields or an unclosed quote)"),
+        ("INVALID_CSV", True, "lines[0] is not valid CSV (wrong number of fields or an unclosed quote)"),
+    ],
+    ids=["ndjson-line", "csv-record", "csv-order-line"],
+)
+def test_unreadable_lines_say_why(shape: str, line: bool, message: str) -> None:
+    raw = pl.DataFrame(
+        {"__row": [3], "__line": [0], "__type": [shape], "__value": ['{"skuId": oops']},
+        schema={"__row": pl.Int64, "__line": pl.Int64, "__type": pl.String, "__value": pl.String},
+    )
+    errors = row_shape_errors(raw if line else raw.drop("__line"), line=line)
+    assert errors.select("row", "field", "code", "message", "value").rows() == [
+        (3, "lines[0]" if line else None, "invalid_type", message, '{"skuId": oops')
+    ]
