@@ -313,18 +313,7 @@ def _run_locked(store: JobStore, settings: Settings, record: JobRecord) -> str:
                     committed_at = warehouse.applied_at(con, record.job_id)
                     if committed_at is None:  # a retry of a committed job must not apply it again
                         completed = utc_now().replace(tzinfo=None)
-                        outcome = warehouse.JobOutcome(
-                            job_id=record.job_id,
-                            organization_id=record.organization_id,
-                            kind=record.kind,
-                            status=JobStatus.COMPLETED.value,
-                            row_count=record.row_count,
-                            processed_count=record.row_count,
-                            failed_count=failed,
-                            created_at=parse_iso(record.created_at) or completed,
-                            started_at=started.replace(tzinfo=None),
-                            completed_at=completed,
-                        )
+                        outcome = _outcome(record, JobStatus.COMPLETED, failed, started.replace(tzinfo=None), completed)
                         warehouse.apply_job(con, prepared, outcome, completed, before_commit=_merge_delay(record))
                         committed_at = completed
             except Exception:
@@ -403,6 +392,24 @@ def _write_issues(settings: Settings, record: JobRecord, errors: pl.DataFrame, w
         fsync_and_rename(tmp, paths[key])
 
 
+def _outcome(
+    record: JobRecord, status: JobStatus, failed: int, started: datetime | None, completed: datetime
+) -> warehouse.JobOutcome:
+    """The import_jobs row of a finished job (naive UTC times, as the warehouse stores them)."""
+    return warehouse.JobOutcome(
+        job_id=record.job_id,
+        organization_id=record.organization_id,
+        kind=record.kind,
+        status=status.value,
+        row_count=record.row_count,
+        processed_count=record.row_count if status is JobStatus.COMPLETED else 0,
+        failed_count=failed,
+        created_at=parse_iso(record.created_at) or completed,
+        started_at=started,
+        completed_at=completed,
+    )
+
+
 def fail_job(store: JobStore, settings: Settings, record: JobRecord, message: str) -> None:
     """Mark an accepted job FAILED for good (nothing of it applied), with the reason for its status."""
     completed = utc_now()
@@ -414,17 +421,8 @@ def fail_job(store: JobStore, settings: Settings, record: JobRecord, message: st
         processed_count=0,
         failed_count=record.row_count,
     )
-    outcome = warehouse.JobOutcome(
-        job_id=record.job_id,
-        organization_id=record.organization_id,
-        kind=record.kind,
-        status=JobStatus.FAILED.value,
-        row_count=record.row_count,
-        processed_count=0,
-        failed_count=record.row_count,
-        created_at=parse_iso(record.created_at) or completed.replace(tzinfo=None),
-        started_at=parse_iso(record.started_at),
-        completed_at=completed.replace(tzinfo=None),
+    outcome = _outcome(
+        record, JobStatus.FAILED, record.row_count, parse_iso(record.started_at), completed.replace(tzinfo=None)
     )
     try:
         with warehouse.writer_lock(settings.data_dir):
