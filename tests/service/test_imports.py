@@ -303,3 +303,23 @@ def test_body_over_the_limit_is_413(api: Api, settings: Any) -> None:
             headers={"x-api-key": api.key, "content-type": "application/json"},
         )
     assert response.status_code == 413
+
+
+def test_processed_count_grows_while_a_large_job_runs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation goes in slices; after each, processedCount in Redis says how far the job got."""
+    from service import jobs
+
+    monkeypatch.setattr(jobs, "VALIDATION_CHUNK_ROWS", 4)
+    seen: list[int] = []
+    update = jobs.JobStore.update
+
+    def record_progress(store: jobs.JobStore, record: jobs.JobRecord, durable: bool = True, **changes: Any) -> Any:
+        result = update(store, record, durable, **changes)
+        if record.status == "PROCESSING":  # what a client polling the status would read now
+            seen.append(api.status(record.job_id).json()["processedCount"])
+        return result
+
+    monkeypatch.setattr(jobs.JobStore, "update", record_progress)
+    status = api.run("suppliers", [{"externalId": f"S{i}"} for i in range(10)])
+    assert seen == [0, 4, 8]
+    assert status["processedCount"] == 10 and status["status"] == "COMPLETED"
