@@ -148,11 +148,6 @@ def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
     return int(found) == len(expected)
 
 
-def is_applied(con: duckdb.DuckDBPyConnection, job_id: str) -> bool:
-    """Has this job already been committed? Retries of a committed job must not apply it again."""
-    return applied_at(con, job_id) is not None
-
-
 def applied_at(con: duckdb.DuckDBPyConnection, job_id: str) -> datetime | None:
     """When this job was committed, or None if it was not: the import_jobs row is part of the merge."""
     found = con.execute(
