@@ -49,6 +49,8 @@ RQ_JOB_PREFIX = "import-"
 _KEY = "stockyard:job:{}"
 _PUBLISHED_AT = "stockyard:published_at"
 PUBLISH_PENDING = "stockyard:publish_pending"
+PUBLISH_SECONDS = "stockyard:publish_seconds"
+PUBLISH_COST_FACTOR = 4
 _MERGE_DELAY_VARIABLE = "STOCKYARD_TEST_MERGE_DELAY"
 _TRANSIENT_BACKOFF_SECONDS = 1.0
 _merges_delayed: list[str] = []
@@ -447,8 +449,7 @@ def _publish_if_due(store: JobStore, settings: Settings) -> None:
     The copy costs O(warehouse size), so a stream of small jobs must not pay it after each one; the
     worker publishes what is pending once the interval has passed (publish_pending_if_due).
     """
-    last = float(store.redis.get(_PUBLISHED_AT) or 0)
-    if time.time() - last >= settings.publish_interval_seconds:
+    if publish_is_due(store, settings):
         publish_now(store, settings)
     else:
         store.redis.set(PUBLISH_PENDING, 1)
@@ -457,16 +458,29 @@ def _publish_if_due(store: JobStore, settings: Settings) -> None:
 def publish_now(store: JobStore, settings: Settings) -> None:
     """Copy the warehouse for analysts. Call with the writer lock held."""
     store.redis.delete(PUBLISH_PENDING)
+    started = time.perf_counter()
     warehouse.writer(settings.warehouse_path).publish(settings.analytics_path)
-    store.redis.set(_PUBLISHED_AT, time.time())
+    store.redis.mset({_PUBLISHED_AT: time.time(), PUBLISH_SECONDS: time.perf_counter() - started})
+
+
+def publish_is_due(store: JobStore, settings: Settings) -> bool:
+    """The interval has passed since the last copy, and so has PUBLISH_COST_FACTOR times what it cost.
+
+    A copy's cost grows with the warehouse (the checkpoint rewrites the row groups that updates
+    touched, then the whole file is copied: about 0.85 s at 10M inventory rows), so a fixed interval
+    would let publishing eat the writer's time; this bounds it to 1 / (1 + factor) of it. An interval
+    of 0 is the operator asking for a copy after every commit, whatever it costs.
+    """
+    if settings.publish_interval_seconds <= 0:
+        return True
+    last, cost = store.redis.mget(_PUBLISHED_AT, PUBLISH_SECONDS)
+    wait = max(settings.publish_interval_seconds, PUBLISH_COST_FACTOR * float(cost or 0))
+    return time.time() - float(last or 0) >= wait
 
 
 def publish_pending_if_due(store: JobStore, settings: Settings) -> bool:
     """Publish a copy left pending by _publish_if_due once its interval has passed; True if it did."""
-    if not store.redis.exists(PUBLISH_PENDING):
-        return False
-    last = float(store.redis.get(_PUBLISHED_AT) or 0)
-    if time.time() - last < settings.publish_interval_seconds:
+    if not store.redis.exists(PUBLISH_PENDING) or not publish_is_due(store, settings):
         return False
     with warehouse.writer_lock(settings.data_dir):
         publish_now(store, settings)

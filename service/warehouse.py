@@ -25,6 +25,9 @@ import polars as pl
 from service.staging import fsync_and_rename
 from transforms import Prepared
 
+CHECKPOINT_THRESHOLD = "1GB"
+"""WAL size at which a commit checkpoints anyway: a bound on replay time, far above what one interval writes."""
+
 LINEAGE = "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, last_job_id VARCHAR NOT NULL"
 
 SCHEMA = f"""
@@ -130,13 +133,23 @@ def writer_lock(data_dir: Path) -> Iterator[None]:
 @contextmanager
 def open_warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The live warehouse, read-write, with its tables created. Hold writer_lock around it."""
-    con = duckdb.connect(str(path), config={"threads": 2})
+    con = _connect(path)
     try:
         if not _has_schema(con):
             con.execute(SCHEMA)
         yield con
     finally:
         con.close()
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-write connection that checkpoints only when told to (publish, close), never on COMMIT.
+
+    DuckDB's automatic checkpoint fired on the commit of small jobs that update rows scattered over a
+    large table and rewrote the row groups they touched: 0.7 s of a 1.0 s job at 10M rows. The WAL it
+    leaves is replayed on the next open; publishing (at most once per interval) checkpoints it away.
+    """
+    return duckdb.connect(str(path), config={"threads": 2, "checkpoint_threshold": CHECKPOINT_THRESHOLD})
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
@@ -312,7 +325,7 @@ class Writer:
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self._connection is None:
-            connection = duckdb.connect(str(self.path), config={"threads": 2})
+            connection = _connect(self.path)
             if not _has_schema(connection):
                 connection.execute(SCHEMA)
             self._connection = connection
