@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 import redis
 import rq
+import rq.job
 from redis.client import Pipeline
 
 from contracts import CONTRACTS
@@ -39,10 +40,15 @@ from service import warehouse
 from service.errors import NotFoundError, TerminalError, TransientError
 from service.settings import Settings, get_settings
 from service.staging import fsync_and_rename, staged_paths, write_record
-from transforms import PREPARERS
+from transforms import PREPARERS, Prepared
 
 STATUS_ERROR_LIMIT = 1000
 VALIDATION_CHUNK_ROWS = 250_000
+GROUP_MAX_ROWS = 50_000
+"""A job of at most this many rows is applied together with the small jobs queued right behind it
+(of its organization and kind), up to this many rows and GROUP_MAX_JOBS jobs in all."""
+GROUP_MAX_JOBS = 100
+GROUP_ROW_STRIDE = 1 << 40
 OPEN_JOBS = "stockyard:open-jobs"
 """Sorted set of "{org}/{jobId}" for every job PENDING or PROCESSING, scored by acceptance time."""
 RQ_JOB_PREFIX = "import-"
@@ -280,69 +286,173 @@ def _is_transient(error: Exception) -> bool:
 
 
 def run_import(job_id: str, organization_id: str | None = None) -> str:
-    """Validate, transform and merge one staged job; record its outcome. Safe to run again, and twice at once."""
+    """Validate, transform and merge one staged job; record its outcome. Safe to run again, and twice at once.
+
+    A small job takes the small jobs of its organization and kind queued right behind it along (see
+    _claim_followers), and they are applied together: one scan of the warehouse for all of them.
+    """
     settings = get_settings()
     current = rq.get_current_job()
     connection = current.connection if current is not None else redis.Redis.from_url(settings.effective_redis_url)
     store = JobStore(connection, settings)
     record = store.get(job_id, organization_id)
     paths = staged_paths(settings.staging_dir, record.organization_id, job_id)
-    with job_lock(paths["lock"]):
+    with job_lock(paths["lock"]), ExitStack() as held:
         record = store.get(job_id, record.organization_id)  # another run may have finished it meanwhile
         if not record.is_open:
             return record.status
+        group = [record, *_claim_followers(store, record, held)]
         try:
-            return _run_locked(store, settings, record)
+            return _run_group(store, settings, group)
         finally:
-            if not record.is_open:  # finished for good: whoever waits for the lock will find it so
-                paths["lock"].unlink(missing_ok=True)
+            for member in group:
+                if not member.is_open:  # finished for good: whoever waits for the lock will find it so
+                    staged_paths(settings.staging_dir, member.organization_id, member.job_id)["lock"].unlink(
+                        missing_ok=True
+                    )
 
 
-def _run_locked(store: JobStore, settings: Settings, record: JobRecord) -> str:
-    started = utc_now()
-    record = store.update(
-        record, status=JobStatus.PROCESSING.value, started_at=iso(started), processed_count=0, completed_at=None
-    )
-    committed_at: datetime | None = None
+def _claim_followers(store: JobStore, lead: JobRecord, held: ExitStack) -> list[JobRecord]:
+    """The small jobs queued right behind `lead`, of its organization and kind, taken off the queue.
+
+    Only an unbroken run from the head of the queue is taken, so that no job overtakes an earlier one
+    of its organization. Each is locked (as run_import locks a job) before it leaves the queue, and
+    `held` keeps the locks: should this process die, recovery finds those jobs open, unlocked and not
+    queued, and queues them again in acceptance order.
+    """
+    if lead.row_count > GROUP_MAX_ROWS:
+        return []
+    queue_key = store.queue().key
+    followers: list[JobRecord] = []
+    rows = lead.row_count
+    for entry in store.redis.lrange(queue_key, 0, GROUP_MAX_JOBS - 2):
+        rq_job_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+        job_id = job_id_of(rq_job_id)
+        try:
+            record = store.get(job_id, lead.organization_id) if job_id is not None else None
+        except (NotFoundError, ValueError):
+            record = None  # of another organization, or gone
+        if record is None or record.kind != lead.kind or rows + record.row_count > GROUP_MAX_ROWS:
+            break
+        paths = staged_paths(store.settings.staging_dir, record.organization_id, record.job_id)
+        if not _try_lock(paths["lock"], held):
+            break
+        record = store.get(record.job_id, record.organization_id)  # as it is now that we hold its lock
+        if not record.is_open or not store.redis.lrem(queue_key, 1, rq_job_id):
+            break  # finished, or taken by another worker meanwhile
+        store.redis.delete(rq.job.Job.key_for(rq_job_id))
+        followers.append(record)
+        rows += record.row_count
+    return followers
+
+
+def _try_lock(path: Path, held: ExitStack) -> bool:
+    """Take a job's lock if nobody holds it; `held` releases it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")  # noqa: SIM115 - closed by `held`, which releases the lock
     try:
-        validated = _validate_in_chunks(store, record, settings)
-        prepared = PREPARERS[record.kind](validated, record.organization_id)
-        _write_issues(settings, record, validated.errors, prepared.warnings)
-        failed = validated.errors.get_column("row").n_unique()
-        with warehouse.writer_lock(settings.data_dir):
-            try:
-                with warehouse.writer(settings.warehouse_path).connection() as con:
-                    committed_at = warehouse.applied_at(con, record.job_id)
-                    if committed_at is None:  # a retry of a committed job must not apply it again
-                        completed = utc_now().replace(tzinfo=None)
-                        outcome = _outcome(record, JobStatus.COMPLETED, failed, started.replace(tzinfo=None), completed)
-                        warehouse.apply_job(con, prepared, outcome, completed, before_commit=_merge_delay(record))
-                        committed_at = completed
-            except Exception:
-                if committed_at is None:
-                    raise
-                # closing (the checkpoint) failed after COMMIT: the commit is in the WAL and stands
-                logger.warning("closing the warehouse after job %s failed", record.job_id, exc_info=True)
-            _publish_quietly(store, settings)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return False
+    held.callback(handle.close)
+    return True
+
+
+def _run_group(store: JobStore, settings: Settings, group: list[JobRecord]) -> str:
+    """Validate, transform and merge the jobs (one, or a run of small ones) in one transaction; record each.
+
+    Returns the first job's status. Should the jobs fail together, each runs again alone, so that one
+    bad job fails alone.
+    """
+    started = utc_now()
+    for record in group:
+        store.update(
+            record, status=JobStatus.PROCESSING.value, started_at=iso(started), processed_count=0, completed_at=None
+        )
+    try:
+        validated = _validate_group(store, settings, group)
+        prepared = [PREPARERS[r.kind](v, r.organization_id) for r, v in zip(group, validated, strict=True)]
+        failed = [v.errors.get_column("row").n_unique() for v in validated]
+        for record, each, ready in zip(group, validated, prepared, strict=True):
+            _write_issues(settings, record, each.errors, ready.warnings)
+        committed = _merge(store, settings, group, prepared, failed, started)
     except Exception as error:
         if _is_transient(error):
-            # left PROCESSING with nothing applied: recovery puts it back at the front of the queue
-            time.sleep(_TRANSIENT_BACKOFF_SECONDS)  # and it runs again next: not in a hot loop
-            raise TransientError(f"import interrupted, to be retried: {error}", job_id=record.job_id) from error
+            # left PROCESSING with nothing applied: recovery puts them back at the front of the queue
+            time.sleep(_TRANSIENT_BACKOFF_SECONDS)  # and they run again next: not in a hot loop
+            raise TransientError(f"import interrupted, to be retried: {error}", job_id=group[0].job_id) from error
+        if len(group) > 1:
+            logger.warning("%d jobs applied together failed (%s); applying each alone", len(group), error)
+            return _run_each_alone(store, settings, group)
         # the job as a whole failed: nothing of it is applied
         message = error.message if isinstance(error, TerminalError) else f"import failed: {error}"
-        fail_job(store, settings, record, message)
+        fail_job(store, settings, group[0], message)
         raise
-    store.update(
-        record,
-        status=JobStatus.COMPLETED.value,
-        processed_count=record.row_count,
-        failed_count=failed,
-        completed_at=iso(committed_at.replace(tzinfo=UTC)),
-        error_count=validated.errors.height,
-        warning_count=prepared.warnings.height,
-    )
-    return JobStatus.COMPLETED.value
+    for record, each, ready, failures in zip(group, validated, prepared, failed, strict=True):
+        store.update(
+            record,
+            status=JobStatus.COMPLETED.value,
+            processed_count=record.row_count,
+            failed_count=failures,
+            completed_at=iso(committed[record.job_id].replace(tzinfo=UTC)),
+            error_count=each.errors.height,
+            warning_count=ready.warnings.height,
+        )
+    return group[0].status
+
+
+def _run_each_alone(store: JobStore, settings: Settings, group: list[JobRecord]) -> str:
+    """Run the jobs of a failed group one by one, in order; re-raise the first job's own failure."""
+    first_failure: Exception | None = None
+    for record in group:
+        try:
+            _run_group(store, settings, [record])
+        except TransientError:
+            raise
+        except Exception as error:  # that job is FAILED now, with its reason; the next ones still run
+            if record is group[0]:
+                first_failure = error
+    if first_failure is not None:
+        raise first_failure
+    return group[0].status
+
+
+def _merge(
+    store: JobStore,
+    settings: Settings,
+    group: list[JobRecord],
+    prepared: list[Prepared],
+    failed: list[int],
+    started: datetime,
+) -> dict[str, datetime]:
+    """Apply the jobs not committed yet in one transaction, then publish if due; when each was committed."""
+    committed: dict[str, datetime] = {}
+    with warehouse.writer_lock(settings.data_dir):
+        try:
+            with warehouse.writer(settings.warehouse_path).connection() as con:
+                # a retry of a committed job must not apply it again
+                committed = warehouse.applied_at(con, [record.job_id for record in group])
+                pending = [
+                    (record, ready, failures)
+                    for record, ready, failures in zip(group, prepared, failed, strict=True)
+                    if record.job_id not in committed
+                ]
+                if pending:
+                    begun, completed = started.replace(tzinfo=None), utc_now().replace(tzinfo=None)
+                    jobs = [
+                        (ready, _outcome(record, JobStatus.COMPLETED, failures, begun, completed))
+                        for record, ready, failures in pending
+                    ]
+                    warehouse.apply_jobs(con, jobs, completed, before_commit=_merge_delay(group[0]))
+                    committed.update((record.job_id, completed) for record, _, _ in pending)
+        except Exception:
+            if len(committed) < len(group):
+                raise
+            # closing (the checkpoint) failed after COMMIT: the commit is in the WAL and stands
+            logger.warning("closing the warehouse after job %s failed", group[-1].job_id, exc_info=True)
+        _publish_quietly(store, settings)
+    return committed
 
 
 def _merge_delay(record: JobRecord) -> Callable[[], None] | None:
@@ -359,14 +469,60 @@ def _merge_delay(record: JobRecord) -> Callable[[], None] | None:
     return pause
 
 
-def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) -> Validated:
-    """Validate in slices of rows so that processedCount grows while a large job runs."""
-    contract = CONTRACTS[record.kind]
+def _read_staged(settings: Settings, record: JobRecord) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The staged rows (and lines) of a job."""
     paths = staged_paths(settings.staging_dir, record.organization_id, record.job_id)
     if not paths["rows"].exists():
         raise TerminalError("the staged upload is missing", job_id=record.job_id)
     rows = pl.read_parquet(paths["rows"])
-    lines = pl.read_parquet(paths["lines"]) if contract.has_lines else None
+    lines = pl.read_parquet(paths["lines"]) if CONTRACTS[record.kind].has_lines else None
+    return rows, lines
+
+
+def _validate_group(store: JobStore, settings: Settings, group: list[JobRecord]) -> list[Validated]:
+    """Validate each job of the group; small jobs together, in one call (its fixed cost is most of theirs).
+
+    Job k's row numbers are shifted by k * GROUP_ROW_STRIDE while they share frames, so that every
+    error and row comes back to its own job with its own row number.
+    """
+    if len(group) == 1:
+        return [_validate_in_chunks(store, group[0], settings)]
+    contract = CONTRACTS[group[0].kind]
+    rows: list[pl.DataFrame] = []
+    lines: list[pl.DataFrame] = []
+    for index, record in enumerate(group):
+        shift = (pl.col(ROW).cast(pl.Int64()) + index * GROUP_ROW_STRIDE).alias(ROW)
+        job_rows, job_lines = _read_staged(settings, record)
+        rows.append(job_rows.with_columns(shift))
+        if job_lines is not None:
+            lines.append(job_lines.with_columns(shift))
+    validated = validate(
+        contract,
+        pl.concat(rows, how="diagonal_relaxed"),
+        pl.concat(lines, how="diagonal_relaxed") if contract.has_lines else None,
+    )
+    return [_job_part(validated, index) for index in range(len(group))]
+
+
+def _job_part(validated: Validated, index: int) -> Validated:
+    """The rows, lines and errors of job `index` of a group, with its own row numbers again."""
+    low = index * GROUP_ROW_STRIDE
+
+    def part(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        mine = frame.filter(pl.col(column).is_between(low, low + GROUP_ROW_STRIDE - 1))
+        return mine.with_columns(pl.col(column) - low)
+
+    return Validated(
+        rows=part(validated.rows, ROW),
+        lines=part(validated.lines, ROW) if validated.lines is not None else None,
+        errors=part(validated.errors, "row"),
+    )
+
+
+def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) -> Validated:
+    """Validate in slices of rows so that processedCount grows while a large job runs."""
+    contract = CONTRACTS[record.kind]
+    rows, lines = _read_staged(settings, record)
     parts: list[Validated] = []
     for start in range(0, max(rows.height, 1), VALIDATION_CHUNK_ROWS):
         chunk = rows.slice(start, VALIDATION_CHUNK_ROWS)

@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -161,12 +161,13 @@ def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
     return int(found) == len(expected)
 
 
-def applied_at(con: duckdb.DuckDBPyConnection, job_id: str) -> datetime | None:
-    """When this job was committed, or None if it was not: the import_jobs row is part of the merge."""
+def applied_at(con: duckdb.DuckDBPyConnection, job_ids: Sequence[str]) -> dict[str, datetime]:
+    """When each of these jobs was committed, for those that were: the import_jobs row is part of the merge."""
     found = con.execute(
-        "SELECT completed_at FROM import_jobs WHERE job_id = ? AND status = 'COMPLETED'", [job_id]
-    ).fetchone()
-    return found[0] if found is not None else None
+        "SELECT job_id, completed_at FROM import_jobs WHERE job_id IN (SELECT unnest($ids)) AND status = 'COMPLETED'",
+        {"ids": list(job_ids)},
+    ).fetchall()
+    return {job_id: completed_at for job_id, completed_at in found}
 
 
 def apply_job(
@@ -176,27 +177,73 @@ def apply_job(
     now: datetime,
     before_commit: Callable[[], None] | None = None,
 ) -> None:
-    """Stubs, the merge-upsert, replaced lines and the import_jobs row: one transaction.
+    """One job's stubs, merge-upsert, replaced lines and import_jobs row: one transaction."""
+    apply_jobs(con, [(prepared, outcome)], now, before_commit)
 
-    A process killed before COMMIT leaves nothing of the job behind (DuckDB logs a transaction to its
-    WAL only when it commits); `before_commit` is the test hook that holds the transaction open.
+
+def apply_jobs(
+    con: duckdb.DuckDBPyConnection,
+    jobs: Sequence[tuple[Prepared, JobOutcome]],
+    now: datetime,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
+    """Consecutive jobs of one organization and kind, in the order given, as one transaction.
+
+    The warehouse ends as if each job had been applied after the one before it (see combine_jobs);
+    what a stream of small jobs gains is one scan of each large table for all of them, not one per
+    job. A process killed before COMMIT leaves nothing of any of them behind (DuckDB logs a
+    transaction to its WAL only when it commits); `before_commit` is the test hook that holds it open.
     """
-    tables = KIND_TABLES[outcome.kind]
-    lineage = {"org": outcome.organization_id, "now": now, "job": outcome.job_id}
+    outcomes = [outcome for _, outcome in jobs]
+    kinds = {(outcome.organization_id, outcome.kind) for outcome in outcomes}
+    if len(kinds) != 1:
+        raise ValueError(f"one transaction applies jobs of one organization and kind, not {sorted(kinds)}")
+    ((organization_id, kind),) = kinds
+    tables = KIND_TABLES[kind]
+    combined = combine_jobs(tables, [(prepared, outcome.job_id) for prepared, outcome in jobs])
+    lineage = {"org": organization_id, "now": now}
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, references in prepared.references.items():
+        for table, references in combined.references.items():
             _insert_stubs(con, table, references, lineage)
-        _merge_rows(con, tables.rows, prepared.rows, lineage)
-        if tables.lines is not None and prepared.lines is not None:
-            _replace_lines(con, tables.rows, tables.lines, prepared.rows, prepared.lines, lineage)
-        _record_outcome(con, outcome)
+        _merge_rows(con, tables.rows, combined.rows, lineage)
+        if tables.lines is not None and combined.lines is not None:
+            _replace_lines(con, tables.rows, tables.lines, combined.rows, combined.lines, lineage)
+        for outcome in outcomes:
+            _record_outcome(con, outcome)
         if before_commit is not None:
             before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Prepared:
+    """What applying the jobs one after the other leaves, as one job whose rows carry `last_job_id`.
+
+    Each job's rows are unique by key already (last wins within a request, with warnings); across
+    jobs the later one wins silently, as it would applied later. Lines are those of the winning
+    header. A stub belongs to the first job that named it, as applied in order.
+    """
+
+    def tagged(frame: pl.DataFrame, job_id: str) -> pl.DataFrame:
+        return frame.with_columns(pl.lit(job_id, dtype=pl.String()).alias("last_job_id"))
+
+    rows = pl.concat([tagged(prepared.rows, job_id) for prepared, job_id in jobs])
+    if len(jobs) > 1:
+        rows = rows.unique(subset=list(tables.rows.key), keep="last", maintain_order=True)
+    lines = None
+    if tables.lines is not None:
+        lines = pl.concat([tagged(p.lines, job_id) for p, job_id in jobs if p.lines is not None])
+        if len(jobs) > 1:
+            winners = rows.select(*tables.rows.key, "last_job_id")
+            lines = lines.join(winners, on=[*tables.rows.key, "last_job_id"], how="semi", maintain_order="left")
+    references: dict[str, pl.DataFrame] = {}
+    for table in dict.fromkeys(table for prepared, _ in jobs for table in prepared.references):
+        named = [tagged(p.references[table], job_id) for p, job_id in jobs if table in p.references]
+        references[table] = pl.concat(named).unique(subset=STUB_KEYS[table], keep="first", maintain_order=True)
+    return Prepared(rows=rows, lines=lines, references=references)
 
 
 def record_failure(con: duckdb.DuckDBPyConnection, outcome: JobOutcome) -> None:
@@ -237,7 +284,8 @@ def _insert_stubs(
     try:
         con.execute(
             f"INSERT INTO {table} (organization_id, {', '.join(columns)}, auto_created, created_at, updated_at,"
-            f" last_job_id) SELECT $org, {', '.join(columns.values())}, true, $now, $now, $job FROM incoming_refs s"
+            f" last_job_id) SELECT $org, {', '.join(columns.values())}, true, $now, $now, s.last_job_id"
+            " FROM incoming_refs s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $org AND t.{key} = s.{key})",
             lineage,
         )
@@ -264,16 +312,16 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
             {"org": lineage["org"]},
         )
         con.execute(
-            f"UPDATE {table.name} AS t SET {', '.join(assignments + ['updated_at = $now', 'last_job_id = $job'])}"
+            f"UPDATE {table.name} AS t SET {', '.join(assignments + ['updated_at = $now'])}"
             " FROM matched_rows m WHERE t.rowid = m.__rid",
-            {"now": lineage["now"], "job": lineage["job"]},
+            {"now": lineage["now"]},
         )
         con.execute("DROP TABLE matched_rows")
         columns = [*table.key, *values]
         con.execute(
-            f"INSERT INTO {table.name} (organization_id, {', '.join(columns + flag)}, created_at, updated_at,"
-            f" last_job_id) SELECT $org, {', '.join('s.' + c for c in columns)}{', false' if flag else ''},"
-            f" $now, $now, $job FROM incoming_rows s WHERE NOT EXISTS"
+            f"INSERT INTO {table.name} (organization_id, {', '.join(columns + flag)}, created_at, updated_at)"
+            f" SELECT $org, {', '.join('s.' + c for c in columns)}{', false' if flag else ''},"
+            f" $now, $now FROM incoming_rows s WHERE NOT EXISTS"
             f" (SELECT 1 FROM {table.name} t WHERE t.organization_id = $org AND {_key_match(table.key)})",
             lineage,
         )
@@ -301,9 +349,8 @@ def _replace_lines(
         )
         columns = list(lines.columns)
         con.execute(
-            f"INSERT INTO {lines_table.name} (organization_id, {', '.join(columns)}, created_at, updated_at,"
-            f" last_job_id) SELECT $org, {', '.join('s.' + c for c in columns)}, $now, $now, $job"
-            " FROM incoming_lines s",
+            f"INSERT INTO {lines_table.name} (organization_id, {', '.join(columns)}, created_at, updated_at)"
+            f" SELECT $org, {', '.join('s.' + c for c in columns)}, $now, $now FROM incoming_lines s",
             lineage,
         )
     finally:

@@ -8,6 +8,7 @@ never hold a key twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import tempfile
@@ -23,7 +24,7 @@ from contracts import CONTRACTS
 from contracts.common import validate
 from service import warehouse
 from service.staging import stage_body
-from transforms import PREPARERS
+from transforms import PREPARERS, Prepared
 
 ORG = "acme"
 SKUS = st.sampled_from(["A", "B", "C", " A "])
@@ -102,7 +103,7 @@ class Model:
         )
 
 
-def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
+def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Prepared, warehouse.JobOutcome]:
     contract = CONTRACTS[kind]
     job_id = secrets.token_hex(16)
     body = directory / f"{job_id}.body"
@@ -113,9 +114,18 @@ def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
     validated = validate(contract, pl.read_parquet(staged.rows_path), raw_lines)
     prepared = PREPARERS[kind](validated, ORG)
     now = datetime.now()
-    outcome = warehouse.JobOutcome(job_id, ORG, kind, "COMPLETED", len(rows), len(rows), 0, now, now, now)
+    return prepared, warehouse.JobOutcome(job_id, ORG, kind, "COMPLETED", len(rows), len(rows), 0, now, now, now)
+
+
+def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
+    _apply_together(directory, kind, [rows])
+
+
+def _apply_together(directory: Path, kind: str, imports: list[list[dict[str, Any]]]) -> None:
+    """Consecutive imports of one kind in one transaction, as the worker applies queued small jobs."""
+    jobs = [_prepare(directory, kind, rows) for rows in imports]
     with warehouse.open_warehouse(directory / "warehouse.duckdb") as con:
-        warehouse.apply_job(con, prepared, outcome, now)
+        warehouse.apply_jobs(con, jobs, datetime.now())
 
 
 def _assert_matches(directory: Path, model: Model) -> None:
@@ -170,4 +180,19 @@ def test_warehouse_equals_reference_model(sequence: list[tuple[str, list[dict[st
             model.apply(kind, rows)
             _assert_matches(directory, model)
             _apply(directory, kind, rows)  # the same import again changes nothing
+            _assert_matches(directory, model)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(imports)
+def test_consecutive_imports_applied_together_equal_the_model(sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """What the worker does with a queue of small jobs: each run of one kind in one transaction."""
+    model = Model()
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        for kind, run in itertools.groupby(sequence, key=lambda each: each[0]):
+            imports = [rows for _, rows in run]
+            _apply_together(directory, kind, imports)
+            for rows in imports:
+                model.apply(kind, rows)
             _assert_matches(directory, model)

@@ -1,0 +1,108 @@
+"""Small jobs queued one behind the other are applied together, and end exactly as if applied one by one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.staging import staged_paths
+from tests.conftest import Api
+
+
+def accept(api: Api, kind: str, body: dict[str, Any], key: str | None = None) -> str:
+    response = api.post(kind, body, key=key)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["jobId"]
+    return job_id
+
+
+def statuses(api: Api, job_ids: list[str], key: str | None = None) -> list[dict[str, Any]]:
+    return [api.status(job_id, key=key).json() for job_id in job_ids]
+
+
+def test_queued_small_jobs_commit_together_as_if_applied_in_order(api: Api) -> None:
+    job_ids = [
+        accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": 1}]}),
+        accept(
+            api,
+            "inventory",
+            {
+                "levels": [
+                    {"skuId": "B", "locationId": "L", "quantityOnHand": "x"},  # row 0: bad
+                    {"skuId": "A", "locationId": "L", "quantityOnHand": 2},
+                    {"skuId": "A", "locationId": "L", "quantityOnHand": 3},  # supersedes row 1 of this job
+                ]
+            },
+        ),
+        accept(api, "inventory", {"levels": [{"skuId": "C", "locationId": "L", "quantityOnHand": -1}]}),
+        accept(api, "inventory", {"levels": [{"skuId": "C", "locationId": "M", "quantityOnHand": 4}]}),
+    ]
+    api.work()
+
+    first, second, third, fourth = statuses(api, job_ids)
+    assert [s["status"] for s in (first, second, third, fourth)] == ["COMPLETED"] * 4
+    assert len({s["completedAt"] for s in (first, second, third, fourth)}) == 1  # one commit
+    assert (second["processedCount"], second["failedCount"]) == (3, 1)
+    assert [(e["row"], e["field"], e["code"]) for e in second["errors"]] == [(0, "quantityOnHand", "invalid_type")]
+    assert [(w["row"], w["code"]) for w in second["warnings"]] == [(1, "duplicate_key")]
+    assert [(e["row"], e["field"], e["code"]) for e in third["errors"]] == [(0, "quantityOnHand", "invalid_value")]
+    assert (fourth["errors"], fourth["failedCount"]) == ([], 0)
+
+    levels = api.query("SELECT sku_id, location_id, quantity_on_hand, last_job_id FROM inventory_levels ORDER BY 1, 2")
+    assert levels == [("A", "acme-L", 3.0, job_ids[1]), ("C", "acme-M", 4.0, job_ids[3])]
+    # a stub belongs to the first job that named it
+    products = api.query("SELECT external_id, auto_created, last_job_id FROM products ORDER BY 1")
+    assert products == [("A", True, job_ids[0]), ("C", True, job_ids[3])]
+    jobs = api.query("SELECT job_id, status, row_count, failed_count FROM import_jobs ORDER BY created_at")
+    assert jobs == [
+        (job_ids[0], "COMPLETED", 1, 0),
+        (job_ids[1], "COMPLETED", 3, 1),
+        (job_ids[2], "COMPLETED", 1, 1),
+        (job_ids[3], "COMPLETED", 1, 0),
+    ]
+
+
+def test_an_order_reimported_later_in_the_group_keeps_only_its_new_lines(api: Api) -> None:
+    def order(lines: list[str]) -> dict[str, Any]:
+        return {
+            "orders": [
+                {"externalOrderId": "O1", "lines": [{"skuId": s, "quantity": 1, "locationId": "L"} for s in lines]}
+            ]
+        }
+
+    job_ids = [accept(api, "orders", order(["A", "B", "C"])), accept(api, "orders", order(["D"]))]
+    api.work()
+
+    assert [s["status"] for s in statuses(api, job_ids)] == ["COMPLETED", "COMPLETED"]
+    lines = api.query("SELECT line_number, sku_id, last_job_id FROM order_lines ORDER BY 1")
+    assert lines == [(1, "D", job_ids[1])]
+    assert api.query("SELECT external_id FROM products ORDER BY 1") == [("A",), ("B",), ("C",), ("D",)]
+
+
+def test_another_kind_or_organization_in_between_keeps_the_order(api: Api) -> None:
+    other = api.create_key("globex")
+    job_ids = [
+        accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": 1}]}),
+        accept(api, "catalog", {"products": [{"externalId": "A", "name": "Lamp"}]}),
+        accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": 2}]}, key=other),
+        accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": 3}]}),
+    ]
+    api.work()
+
+    assert [s["status"] for s in statuses(api, [job_ids[0], job_ids[1], job_ids[3]])] == ["COMPLETED"] * 3
+    assert statuses(api, [job_ids[2]], key=other)[0]["status"] == "COMPLETED"
+    levels = api.query("SELECT organization_id, quantity_on_hand, last_job_id FROM inventory_levels ORDER BY 1")
+    assert levels == [("acme", 3.0, job_ids[3]), ("globex", 2.0, job_ids[2])]
+    products = api.query("SELECT organization_id, name, auto_created FROM products ORDER BY 1")
+    assert products == [("acme", "Lamp", False), ("globex", "A", True)]
+
+
+def test_a_job_that_cannot_run_fails_alone_and_the_others_land(api: Api) -> None:
+    job_ids = [accept(api, "suppliers", {"suppliers": [{"externalId": name}]}) for name in ("S1", "S2", "S3")]
+    staged_paths(api.settings.staging_dir, "acme", job_ids[1])["rows"].unlink()  # as if the disk lost it
+    api.work()
+
+    first, second, third = statuses(api, job_ids)
+    assert [first["status"], second["status"], third["status"]] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert "staged upload is missing" in second["errors"][0]["message"]
+    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("S1",), ("S3",)]
+    assert api.query("SELECT status FROM import_jobs WHERE job_id = ?", [job_ids[1]]) == [("FAILED",)]
