@@ -25,6 +25,8 @@ import polars as pl
 from service.staging import fsync_and_rename
 from transforms import Prepared
 
+LAST_JOB = "last_job_id"
+"""Lineage: the job that last wrote a row. A column of the incoming rows when jobs are applied together."""
 CHECKPOINT_THRESHOLD = "1GB"
 """WAL size at which a commit checkpoints anyway: a bound on replay time, far above what one interval writes."""
 
@@ -200,8 +202,11 @@ def apply_jobs(
         raise ValueError(f"one transaction applies jobs of one organization and kind, not {sorted(kinds)}")
     ((organization_id, kind),) = kinds
     tables = KIND_TABLES[kind]
-    combined = combine_jobs(tables, [(prepared, outcome.job_id) for prepared, outcome in jobs])
-    lineage = {"org": organization_id, "now": now}
+    lineage: dict[str, object] = {"org": organization_id, "now": now}
+    if len(jobs) == 1:  # the job's id is one parameter, not a column of a million copies
+        combined, lineage["job"] = jobs[0][0], outcomes[0].job_id
+    else:
+        combined = combine_jobs(tables, [(prepared, outcome.job_id) for prepared, outcome in jobs])
     con.execute("BEGIN TRANSACTION")
     try:
         for table, references in combined.references.items():
@@ -228,7 +233,7 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
     """
 
     def tagged(frame: pl.DataFrame, job_id: str) -> pl.DataFrame:
-        return frame.with_columns(pl.lit(job_id, dtype=pl.String()).alias("last_job_id"))
+        return frame.with_columns(pl.lit(job_id, dtype=pl.String()).alias(LAST_JOB))
 
     rows = pl.concat([tagged(prepared.rows, job_id) for prepared, job_id in jobs])
     if len(jobs) > 1:
@@ -237,8 +242,8 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
     if tables.lines is not None:
         lines = pl.concat([tagged(p.lines, job_id) for p, job_id in jobs if p.lines is not None])
         if len(jobs) > 1:
-            winners = rows.select(*tables.rows.key, "last_job_id")
-            lines = lines.join(winners, on=[*tables.rows.key, "last_job_id"], how="semi", maintain_order="left")
+            winners = rows.select(*tables.rows.key, LAST_JOB)
+            lines = lines.join(winners, on=[*tables.rows.key, LAST_JOB], how="semi", maintain_order="left")
     references: dict[str, pl.DataFrame] = {}
     for table in dict.fromkeys(table for prepared, _ in jobs for table in prepared.references):
         named = [tagged(p.references[table], job_id) for p, job_id in jobs if table in p.references]
@@ -275,17 +280,29 @@ def _key_match(key: tuple[str, ...]) -> str:
     return " AND ".join(f"t.{column} = s.{column}" for column in key)
 
 
+def _job_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """(column, value) to add to an insert for last_job_id: none if the rows carry it, else the one job's."""
+    return ([], []) if LAST_JOB in frame.columns else ([LAST_JOB], ["$job"])
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, lineage: dict[str, object]) -> None:
+    """Run a statement with the lineage parameters it names (DuckDB refuses ones it does not)."""
+    con.execute(sql, {name: value for name, value in lineage.items() if f"${name}" in sql})
+
+
 def _insert_stubs(
     con: duckdb.DuckDBPyConnection, table: str, references: pl.DataFrame, lineage: dict[str, object]
 ) -> None:
     columns = STUB_COLUMNS[table]
     key = STUB_KEYS[table]
+    job = f"s.{LAST_JOB}" if LAST_JOB in references.columns else "$job"
+    names, values = [*columns, LAST_JOB], [*columns.values(), job]
     con.register("incoming_refs", references)
     try:
-        con.execute(
-            f"INSERT INTO {table} (organization_id, {', '.join(columns)}, auto_created, created_at, updated_at,"
-            f" last_job_id) SELECT $org, {', '.join(columns.values())}, true, $now, $now, s.last_job_id"
-            " FROM incoming_refs s"
+        _execute(
+            con,
+            f"INSERT INTO {table} (organization_id, {', '.join(names)}, auto_created, created_at, updated_at)"
+            f" SELECT $org, {', '.join(values)}, true, $now, $now FROM incoming_refs s"
             f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $org AND t.{key} = s.{key})",
             lineage,
         )
@@ -302,7 +319,9 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
     """
     values = [c for c in rows.columns if c not in table.key]
     flag = ["auto_created"] if table.auto_created else []
+    job_column, job_value = _job_columns(rows)
     assignments = [f"{c} = m.{c}" for c in values] + [f"{c} = false" for c in flag]
+    assignments += [f"{c} = {v}" for c, v in zip(job_column, job_value, strict=True)] + ["updated_at = $now"]
     con.register("incoming_rows", rows)
     try:
         selected = ", ".join(["t.rowid AS __rid", *(f"s.{c}" for c in values)])
@@ -311,17 +330,18 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
             f" JOIN incoming_rows s ON t.organization_id = $org AND {_key_match(table.key)} ORDER BY t.rowid",
             {"org": lineage["org"]},
         )
-        con.execute(
-            f"UPDATE {table.name} AS t SET {', '.join(assignments + ['updated_at = $now'])}"
-            " FROM matched_rows m WHERE t.rowid = m.__rid",
-            {"now": lineage["now"]},
+        _execute(
+            con,
+            f"UPDATE {table.name} AS t SET {', '.join(assignments)} FROM matched_rows m WHERE t.rowid = m.__rid",
+            lineage,
         )
         con.execute("DROP TABLE matched_rows")
         columns = [*table.key, *values]
-        con.execute(
-            f"INSERT INTO {table.name} (organization_id, {', '.join(columns + flag)}, created_at, updated_at)"
-            f" SELECT $org, {', '.join('s.' + c for c in columns)}{', false' if flag else ''},"
-            f" $now, $now FROM incoming_rows s WHERE NOT EXISTS"
+        inserted = [f"s.{c}" for c in columns] + ["false" for _ in flag] + job_value
+        _execute(
+            con,
+            f"INSERT INTO {table.name} (organization_id, {', '.join(columns + flag + job_column)}, created_at,"
+            f" updated_at) SELECT $org, {', '.join(inserted)}, $now, $now FROM incoming_rows s WHERE NOT EXISTS"
             f" (SELECT 1 FROM {table.name} t WHERE t.organization_id = $org AND {_key_match(table.key)})",
             lineage,
         )
@@ -348,9 +368,12 @@ def _replace_lines(
             {"org": lineage["org"]},
         )
         columns = list(lines.columns)
-        con.execute(
-            f"INSERT INTO {lines_table.name} (organization_id, {', '.join(columns)}, created_at, updated_at)"
-            f" SELECT $org, {', '.join('s.' + c for c in columns)}, $now, $now FROM incoming_lines s",
+        job_column, job_value = _job_columns(lines)
+        inserted = [f"s.{c}" for c in columns] + job_value
+        _execute(
+            con,
+            f"INSERT INTO {lines_table.name} (organization_id, {', '.join(columns + job_column)}, created_at,"
+            f" updated_at) SELECT $org, {', '.join(inserted)}, $now, $now FROM incoming_lines s",
             lineage,
         )
     finally:
