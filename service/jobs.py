@@ -374,8 +374,10 @@ def _run_group(store: JobStore, settings: Settings, group: list[JobRecord]) -> s
         validated = _validate_group(store, settings, group)
         prepared = [PREPARERS[r.kind](v, r.organization_id) for r, v in zip(group, validated, strict=True)]
         failed = [v.errors.get_column("row").n_unique() for v in validated]
+        error_counts = [v.errors.height for v in validated]
         for record, each, ready in zip(group, validated, prepared, strict=True):
             _write_issues(settings, record, each.errors, ready.warnings)
+        del validated  # the typed rows of a large job: not held through the merge
         committed = _merge(store, settings, group, prepared, failed, started)
     except Exception as error:
         if _is_transient(error):
@@ -389,14 +391,14 @@ def _run_group(store: JobStore, settings: Settings, group: list[JobRecord]) -> s
         message = error.message if isinstance(error, TerminalError) else f"import failed: {error}"
         fail_job(store, settings, group[0], message)
         raise
-    for record, each, ready, failures in zip(group, validated, prepared, failed, strict=True):
+    for record, errors, ready, failures in zip(group, error_counts, prepared, failed, strict=True):
         store.update(
             record,
             status=JobStatus.COMPLETED.value,
             processed_count=record.row_count,
             failed_count=failures,
             completed_at=iso(committed[record.job_id].replace(tzinfo=UTC)),
-            error_count=each.errors.height,
+            error_count=errors,
             warning_count=ready.warnings.height,
         )
     return group[0].status
@@ -469,13 +471,14 @@ def _merge_delay(record: JobRecord) -> Callable[[], None] | None:
     return pause
 
 
-def _read_staged(settings: Settings, record: JobRecord) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """The staged rows (and lines) of a job."""
+def _scan_staged(settings: Settings, record: JobRecord) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """The staged rows (and lines) of a job, to be read as needed."""
     paths = staged_paths(settings.staging_dir, record.organization_id, record.job_id)
-    if not paths["rows"].exists():
+    needed = [paths["rows"], *([paths["lines"]] if CONTRACTS[record.kind].has_lines else [])]
+    if not all(path.exists() for path in needed):
         raise TerminalError("the staged upload is missing", job_id=record.job_id)
-    rows = pl.read_parquet(paths["rows"])
-    lines = pl.read_parquet(paths["lines"]) if CONTRACTS[record.kind].has_lines else None
+    rows = pl.scan_parquet(paths["rows"])
+    lines = pl.scan_parquet(paths["lines"]) if CONTRACTS[record.kind].has_lines else None
     return rows, lines
 
 
@@ -492,10 +495,10 @@ def _validate_group(store: JobStore, settings: Settings, group: list[JobRecord])
     lines: list[pl.DataFrame] = []
     for index, record in enumerate(group):
         shift = (pl.col(ROW).cast(pl.Int64()) + index * GROUP_ROW_STRIDE).alias(ROW)
-        job_rows, job_lines = _read_staged(settings, record)
-        rows.append(job_rows.with_columns(shift))
+        job_rows, job_lines = _scan_staged(settings, record)
+        rows.append(job_rows.with_columns(shift).collect())
         if job_lines is not None:
-            lines.append(job_lines.with_columns(shift))
+            lines.append(job_lines.with_columns(shift).collect())
     validated = validate(
         contract,
         pl.concat(rows, how="diagonal_relaxed"),
@@ -522,17 +525,18 @@ def _job_part(validated: Validated, index: int) -> Validated:
 def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) -> Validated:
     """Validate in slices of rows so that processedCount grows while a large job runs."""
     contract = CONTRACTS[record.kind]
-    rows, lines = _read_staged(settings, record)
+    rows, lines = _scan_staged(settings, record)
+    height = rows.select(pl.len()).collect().item()
     parts: list[Validated] = []
-    for start in range(0, max(rows.height, 1), VALIDATION_CHUNK_ROWS):
-        chunk = rows.slice(start, VALIDATION_CHUNK_ROWS)
+    for start in range(0, max(height, 1), VALIDATION_CHUNK_ROWS):
+        chunk = rows.slice(start, VALIDATION_CHUNK_ROWS).collect()  # the raw text is read a chunk at a time
         chunk_lines = None
         if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
             first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
-            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last))
+            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last)).collect()
         parts.append(validate(contract, chunk, chunk_lines))
-        done = min(start + VALIDATION_CHUNK_ROWS, rows.height)
-        if done < rows.height:
+        done = min(start + VALIDATION_CHUNK_ROWS, height)
+        if done < height:
             store.update(record, durable=False, processed_count=done)
     return Validated(
         rows=pl.concat([p.rows for p in parts]),
