@@ -231,6 +231,8 @@ class JobStream:
     warehouse_bytes: int
     mean_started_to_completed_at_seconds: float | None
     """Mean over the jobs of startedAt to completedAt, from their job records."""
+    commits: int
+    """Transactions the jobs were applied in: queued small jobs are applied together (distinct completedAt)."""
 
     @property
     def jobs_per_second(self) -> float:
@@ -297,4 +299,5 @@ def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobSt
         warehouse_rows=int(warehouse_rows),
         warehouse_bytes=service.settings.warehouse_path.stat().st_size,
         mean_started_to_completed_at_seconds=sum(known) / len(known) if known else None,
+        commits=len({status["completedAt"] for status in statuses}),
     )

@@ -359,7 +359,8 @@ def render_markdown(results: Results) -> str:
             "",
             f"Small jobs: {stream['jobs']} {stream['kind']} jobs of {stream['rows_per_job']:,} rows, posted back to "
             f"back over HTTP into a warehouse of {megabytes(stream['warehouse_bytes'])} MB "
-            f"({stream['warehouse_rows']:,} rows in the table): {stream['jobs_per_second']:.2f} jobs/s; "
+            f"({stream['warehouse_rows']:,} rows in the table): {stream['jobs_per_second']:.2f} jobs/s, applied in "
+            f"{stream.get('commits', '?')} transactions (queued small jobs of one organization and kind go together); "
             f"startedAt→completedAt {seconds(stream['mean_started_to_completed_at_seconds'])} s per job on average.",
         ]
     if results["notes"]:
