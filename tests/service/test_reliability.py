@@ -166,6 +166,37 @@ def test_worker_killed_mid_merge_leaves_none_of_the_job_and_is_picked_up_at_once
     assert_completed_once(stockyard, job_ids, clean_run)
 
 
+def test_worker_killed_mid_merge_of_small_jobs_applied_together_leaves_none_of_them(
+    stockyards: list[Stockyard], tmp_path: Path
+) -> None:
+    """Queued small jobs are applied in one transaction: a kill in it loses none and applies none twice."""
+    with external_redis(tmp_path / "redis") as server:
+        stockyard = Stockyard(tmp_path / "stockyard", redis_url=server.url)
+        stockyards.append(stockyard)
+        stockyard.api()
+        quantities = [1, 2, 3, 4]
+        job_ids = [
+            stockyard.accept("inventory", {"levels": [{"skuId": "P1", "locationId": "WH1", "quantityOnHand": q}]})
+            for q in quantities
+        ]  # queued before any worker runs: the first takes the other three along
+        worker = stockyard.start("worker", env=stockyard.environment(STOCKYARD_TEST_MERGE_DELAY="2"))
+        wait_for_paused_merge(worker.output, job_ids[0])
+        worker.kill_group()
+        worker.wait(10)
+        assert [stockyard.status(job_id)["status"] for job_id in job_ids] == ["PROCESSING"] * 4
+        with duckdb.connect(str(stockyard.data_dir / "warehouse.duckdb"), read_only=True) as live:
+            assert live.execute("SELECT count(*) FROM import_jobs").fetchall() == [(0,)]
+            assert live.execute("SELECT count(*) FROM inventory_levels").fetchall() == [(0,)]
+
+        restarted = stockyard.start("worker", log="worker-2.log")
+        statuses = stockyard.wait_finished(job_ids)
+        assert [s["status"] for s in statuses] == ["COMPLETED"] * 4
+        assert f"re-queued 4 accepted job(s) {', '.join(job_ids)}" in restarted.output()
+        assert stockyard.query("SELECT quantity_on_hand, last_job_id FROM inventory_levels") == [(4.0, job_ids[3])]
+        jobs = stockyard.query("SELECT job_id FROM import_jobs ORDER BY created_at")
+        assert jobs == [(job_id,) for job_id in job_ids]  # each applied exactly once
+
+
 def test_redis_lost_while_the_worker_runs(
     stockyards: list[Stockyard], tmp_path: Path, clean_run: dict[str, Any]
 ) -> None:
