@@ -206,6 +206,17 @@ def test_reimport_is_idempotent(api: Api) -> None:
     assert {t: api.query(snapshot.format(t)) for t in first} == first
 
 
+def test_an_updated_row_keeps_when_it_was_created(api: Api) -> None:
+    lineage = "SELECT sku_id, created_at, updated_at, last_job_id FROM inventory_levels ORDER BY 1"
+    first = api.run("inventory", [{"skuId": "A", "locationId": "L"}, {"skuId": "B", "locationId": "L"}])
+    (_, a_created, a_updated, _), b = api.query(lineage)
+    second = api.run("inventory", [{"skuId": "A", "locationId": "L", "quantityOnHand": 2}])
+    (_, a_created_now, a_updated_now, a_job), b_now = api.query(lineage)
+    assert (a_created_now, a_job) == (a_created, second["jobId"])  # created once, last written by the second job
+    assert a_updated_now > a_updated
+    assert b_now == b and b[3] == first["jobId"]  # untouched
+
+
 def test_catalog_import_completes_a_stub(api: Api) -> None:
     api.run("inventory", [{"skuId": "A", "locationId": "L"}])
     assert api.query("SELECT name, auto_created FROM products") == [("A", True)]
