@@ -288,6 +288,13 @@ def _job_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
     return ([], []) if LAST_JOB in frame.columns else ([LAST_JOB], ["$job"])
 
 
+def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    """Let SQL read a frame as it is: DuckDB's own `register` of a Polars frame exports its strings as
+    Arrow large_string, a copy of every one (hundreds of MB for a large job); string views are read as
+    they are."""
+    con.register(name, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+
+
 def _execute(con: duckdb.DuckDBPyConnection, sql: str, lineage: dict[str, object]) -> None:
     """Run a statement with the lineage parameters it names (DuckDB refuses ones it does not)."""
     con.execute(sql, {name: value for name, value in lineage.items() if f"${name}" in sql})
@@ -300,7 +307,7 @@ def _insert_stubs(
     key = STUB_KEYS[table]
     job = f"s.{LAST_JOB}" if LAST_JOB in references.columns else "$job"
     names, values = [*columns, LAST_JOB], [*columns.values(), job]
-    con.register("incoming_refs", references)
+    _register(con, "incoming_refs", references)
     try:
         _execute(
             con,
@@ -325,7 +332,7 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
     values = [c for c in rows.columns if c not in table.key]
     flag = ["auto_created"] if table.auto_created else []  # an imported row is real, even where a stub was
     job_column, job_value = _job_columns(rows)
-    con.register("incoming_rows", rows.with_row_index(_POSITION))
+    _register(con, "incoming_rows", rows.with_row_index(_POSITION))
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE matched_rows AS SELECT t.rowid AS __rid, s.{_POSITION}, t.created_at"
@@ -357,8 +364,8 @@ def _replace_lines(
 ) -> None:
     """A re-imported order replaces all of its lines: delete the old ones, insert the new ones."""
     (order_key,) = headers_table.key
-    con.register("incoming_rows", headers)
-    con.register("incoming_lines", lines)
+    _register(con, "incoming_rows", headers)
+    _register(con, "incoming_lines", lines)
     try:
         con.execute(
             f"DELETE FROM {lines_table.name} WHERE organization_id = $org"
