@@ -410,6 +410,10 @@ class Writer:
             self.close()  # whatever went wrong, the next job starts from a fresh connection
             raise
 
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
     def close(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from service import jobs, warehouse
 from service.staging import staged_paths
 from tests.conftest import Api
 
@@ -106,3 +109,17 @@ def test_a_job_that_cannot_run_fails_alone_and_the_others_land(api: Api) -> None
     assert "staged upload is missing" in second["errors"][0]["message"]
     assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("S1",), ("S3",)]
     assert api.query("SELECT status FROM import_jobs WHERE job_id = ?", [job_ids[1]]) == [("FAILED",)]
+
+
+def test_the_warehouse_stays_open_for_small_jobs_and_is_released_after_a_large_one(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "GROUP_MAX_ROWS", 2)  # "large" from three rows on
+    writer = warehouse.writer(api.settings.warehouse_path)
+    api.run("suppliers", [{"externalId": "S1"}, {"externalId": "S2"}])
+    assert writer.is_open  # kept for the next small job
+    api.run("suppliers", [{"externalId": "S3"}, {"externalId": "S4"}, {"externalId": "S5"}])
+    assert not writer.is_open  # DuckDB's memory handed back
+    api.run("suppliers", [{"externalId": "S6"}])
+    assert writer.is_open
+    assert api.query("SELECT count(*) FROM suppliers") == [(6,)]
