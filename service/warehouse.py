@@ -390,7 +390,8 @@ class Writer:
     """The worker's read-write connection to the live warehouse, kept open from one job to the next.
 
     Opening and closing (closing checkpoints) cost about 60 ms a job, which a stream of small jobs
-    cannot afford; DuckDB is built for one long-lived writer anyway. Use it with writer_lock held.
+    cannot afford; DuckDB is built for one long-lived writer anyway. The worker closes it after a large
+    job only, to hand back the memory its merge used. Use it with writer_lock held.
     """
 
     def __init__(self, path: Path) -> None:
