@@ -17,7 +17,7 @@ import polars as pl
 
 from benchmarks.measure import Stopwatch
 from contracts import CONTRACTS
-from contracts.common import ROW, Contract, Validated, validate
+from contracts.common import Contract, Validated
 from service import jobs, warehouse
 from service.staging import stage_body
 from transforms import PREPARERS, Prepared
@@ -42,24 +42,6 @@ class Breakdown:
     previous_prepared: Prepared = field(repr=False)
 
 
-def _validate_in_chunks(contract: Contract, rows: pl.DataFrame, lines: pl.DataFrame | None) -> Validated:
-    """As the worker does (service/jobs.py): slices of VALIDATION_CHUNK_ROWS rows, then one concat."""
-    chunk_rows = getattr(jobs, "VALIDATION_CHUNK_ROWS", None) or max(rows.height, 1)
-    parts: list[Validated] = []
-    for start in range(0, max(rows.height, 1), chunk_rows):
-        chunk_lines = None
-        if lines is not None:
-            chunk_lines = lines.filter(pl.col(ROW).is_between(start, start + chunk_rows - 1))
-        parts.append(validate(contract, rows.slice(start, chunk_rows), chunk_lines))
-    if len(parts) == 1:
-        return parts[0]
-    return Validated(
-        rows=pl.concat([p.rows for p in parts]),
-        lines=pl.concat([p.lines for p in parts if p.lines is not None]) if lines is not None else None,
-        errors=pl.concat([p.errors for p in parts]),
-    )
-
-
 def _prepare(contract: Contract, body: bytes, directory: Path, clock: Stopwatch) -> tuple[int, Validated, Prepared]:
     directory.mkdir(parents=True, exist_ok=True)
     body_path = directory / "body.json"
@@ -72,7 +54,7 @@ def _prepare(contract: Contract, body: bytes, directory: Path, clock: Stopwatch)
         rows = pl.read_parquet(rows_path)
         lines = pl.read_parquet(lines_path) if lines_path is not None else None
     with clock.stage("cast+validate"):
-        validated = _validate_in_chunks(contract, rows, lines)
+        validated = jobs.validate_in_chunks(contract, rows.lazy(), lines.lazy() if lines is not None else None)
     with clock.stage("transform"):
         prepared = PREPARERS[contract.kind](validated, ORGANIZATION)
     shutil.rmtree(directory)

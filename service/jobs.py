@@ -35,7 +35,7 @@ import rq.job
 from redis.client import Pipeline
 
 from contracts import CONTRACTS
-from contracts.common import ERROR_SCHEMA, ROW, Validated, validate
+from contracts.common import ERROR_SCHEMA, ROW, Contract, Validated, validate
 from service import warehouse
 from service.errors import NotFoundError, TerminalError, TransientError
 from service.settings import Settings, get_settings
@@ -537,21 +537,35 @@ def _job_part(validated: Validated, index: int) -> Validated:
 
 
 def _validate_in_chunks(store: JobStore, record: JobRecord, settings: Settings) -> Validated:
-    """Validate in slices of rows so that processedCount grows while a large job runs."""
-    contract = CONTRACTS[record.kind]
+    """Validate a job's staged rows in chunks, so that processedCount grows while a large job runs."""
     rows, lines = _scan_staged(settings, record)
+
+    def progress(done: int) -> None:
+        store.update(record, durable=False, processed_count=done)
+
+    return validate_in_chunks(CONTRACTS[record.kind], rows, lines, progress)
+
+
+def validate_in_chunks(
+    contract: Contract,
+    rows: pl.LazyFrame,
+    lines: pl.LazyFrame | None,
+    progress: Callable[[int], None] | None = None,
+) -> Validated:
+    """Validate staged rows VALIDATION_CHUNK_ROWS at a time: only one chunk of their raw text is read
+    into memory at once, and `progress` hears how many rows are done after each chunk but the last."""
     height = rows.select(pl.len()).collect().item()
     parts: list[Validated] = []
     for start in range(0, max(height, 1), VALIDATION_CHUNK_ROWS):
-        chunk = rows.slice(start, VALIDATION_CHUNK_ROWS).collect()  # the raw text is read a chunk at a time
+        chunk = rows.slice(start, VALIDATION_CHUNK_ROWS).collect()
         chunk_lines = None
         if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
             first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
             chunk_lines = lines.filter(pl.col(ROW).is_between(first, last)).collect()
         parts.append(validate(contract, chunk, chunk_lines))
         done = min(start + VALIDATION_CHUNK_ROWS, height)
-        if done < height:
-            store.update(record, durable=False, processed_count=done)
+        if progress is not None and done < height:
+            progress(done)
     return Validated(
         rows=pl.concat([p.rows for p in parts]),
         lines=pl.concat([p.lines for p in parts if p.lines is not None]) if lines is not None else None,
