@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS import_jobs (
 """
 
 
+TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+"""Every table of the warehouse, import_jobs last."""
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -159,11 +163,10 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
 
 def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
     """Every table exists already: skip the DDL, which costs tens of milliseconds per job."""
-    expected = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA)
     (found,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ?", [expected]
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ?", [list(TABLES)]
     ).fetchone() or (0,)
-    return int(found) == len(expected)
+    return int(found) == len(TABLES)
 
 
 def applied_at(con: duckdb.DuckDBPyConnection, job_ids: Sequence[str]) -> dict[str, datetime]:

@@ -157,9 +157,8 @@ def _compare(directory: Path, model: Model, _read: Any) -> None:
         directory,
         "SELECT external_po_number, line_number, sku_id, quantity FROM purchase_order_lines ORDER BY 1, 2",
     ) == sorted((po, *line) for po, v in model.purchase_orders.items() for line in v[2])
-    for table, key in warehouse.KIND_TABLES.items():
-        del table
-        for spec in (key.rows, key.lines):
+    for tables in warehouse.KIND_TABLES.values():
+        for spec in (tables.rows, tables.lines):
             if spec is None:
                 continue
             columns = ", ".join(("organization_id", *spec.key))

@@ -32,6 +32,7 @@ from service.settings import Settings, get_settings
 from service.worker import ImportWorker
 from tests.conftest import Api
 from tests.service.processes import Stockyard, children_of, external_redis, processes_using, wait_for
+from tests.service.uploads import TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -49,17 +50,6 @@ WORKLOAD: list[tuple[str, dict[str, Any]]] = [
     ("suppliers", {"suppliers": [{"externalId": "S-9"}, {"externalId": "S-10"}]}),
 ]
 """Eight imports whose outcome depends on their order; some rows are bad on purpose (row errors)."""
-TABLES = [
-    "products",
-    "suppliers",
-    "locations",
-    "inventory_levels",
-    "purchase_orders",
-    "purchase_order_lines",
-    "orders",
-    "order_lines",
-    "demand_history",
-]
 Query = Callable[[str], list[tuple[Any, ...]]]
 
 

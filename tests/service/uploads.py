@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contracts import CONTRACTS
+from service import warehouse
 
 FORMATS = ["json", "ndjson", "csv", "parquet"]
 CONTENT_TYPES = {
@@ -28,17 +29,8 @@ CONTENT_TYPES = {
     "parquet": "application/vnd.apache.parquet",
 }
 EXTENSIONS = {"json": ".json", "ndjson": ".ndjson", "csv": ".csv", "parquet": ".parquet"}
-TABLES = [
-    "products",
-    "suppliers",
-    "locations",
-    "inventory_levels",
-    "purchase_orders",
-    "purchase_order_lines",
-    "orders",
-    "order_lines",
-    "demand_history",
-]
+TABLES = [table for table in warehouse.TABLES if table != "import_jobs"]
+"""The tables imports write (import_jobs aside)."""
 
 
 def _columns(kind: str) -> tuple[list[str], list[str]]:
