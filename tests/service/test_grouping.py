@@ -49,6 +49,10 @@ def test_queued_small_jobs_commit_together_as_if_applied_in_order(api: Api) -> N
     assert [(w["row"], w["code"]) for w in second["warnings"]] == [(1, "duplicate_key")]
     assert [(e["row"], e["field"], e["code"]) for e in third["errors"]] == [(0, "quantityOnHand", "invalid_value")]
     assert (fourth["errors"], fourth["failedCount"]) == ([], 0)
+    failed_rows = api.client.get(
+        f"/api/import/status/{job_ids[1]}/failed-rows", headers={"x-api-key": api.key}
+    ).json()  # the second job's own rejected row, under its own row number
+    assert [(r["_row"], r["skuId"], r["quantityOnHand"]) for r in failed_rows["levels"]] == [(0, "B", "x")]
 
     levels = api.query("SELECT sku_id, location_id, quantity_on_hand, last_job_id FROM inventory_levels ORDER BY 1, 2")
     assert levels == [("A", "acme-L", 3.0, job_ids[1]), ("C", "acme-M", 4.0, job_ids[3])]
@@ -72,10 +76,14 @@ def test_an_order_reimported_later_in_the_group_keeps_only_its_new_lines(api: Ap
             ]
         }
 
+    bad_line = {"orders": [{"externalOrderId": "O1", "lines": [{"skuId": "E", "quantity": 1, "locationId": "L"}, {}]}]}
     job_ids = [accept(api, "orders", order(["A", "B", "C"])), accept(api, "orders", order(["D"]))]
+    job_ids.append(accept(api, "orders", bad_line))  # rejected whole: the order keeps the second job's line
     api.work()
 
-    assert [s["status"] for s in statuses(api, job_ids)] == ["COMPLETED", "COMPLETED"]
+    first, second, third = statuses(api, job_ids)
+    assert [first["status"], second["status"], third["status"]] == ["COMPLETED"] * 3
+    assert (third["failedCount"], [(e["row"], e["field"]) for e in third["errors"]][:1]) == (1, [(0, "lines[1].skuId")])
     lines = api.query("SELECT line_number, sku_id, last_job_id FROM order_lines ORDER BY 1")
     assert lines == [(1, "D", job_ids[1])]
     assert api.query("SELECT external_id FROM products ORDER BY 1") == [("A",), ("B",), ("C",), ("D",)]
