@@ -387,8 +387,9 @@ def render_markdown(results: Results) -> str:
         "",
         *timeline_table(results),
         "",
-        "queued: createdAt to startedAt; startedAt→completedAt: as the job record stamps them; rest: the remainder "
-        "of the client's time to COMPLETED (whatever the worker does after stamping completedAt, and polling).",
+        "queued: createdAt to startedAt; startedAt→completedAt: as the job record stamps them (completedAt is when "
+        "the rows are written, just before COMMIT); rest: the remainder of the client's time to COMPLETED (the "
+        "commit, the status update, and polling).",
         "",
         "## Targets (issue 4), at the largest size of each kind",
         "",

@@ -401,21 +401,28 @@ def _run_group(store: JobStore, settings: Settings, group: list[JobRecord]) -> s
             error_count=errors,
             warning_count=ready.warnings.height,
         )
-    if sum(record.row_count for record in group) > GROUP_MAX_ROWS:
-        _release_writer(settings)
+    _after_commit(store, settings, large=sum(record.row_count for record in group) > GROUP_MAX_ROWS)
     return group[0].status
 
 
-def _release_writer(settings: Settings) -> None:
-    """Close the warehouse connection after a large job, so that DuckDB hands back what its merge used
-    (about 135 MB after 5M rows) before the next large job needs memory of its own. Small jobs keep the
-    connection open: opening it costs them more than their merge. A failure here fails nothing: the
-    job is committed, and the next one opens the warehouse again."""
-    try:
-        with warehouse.writer_lock(settings.data_dir):
-            warehouse.writer(settings.warehouse_path).close()
-    except Exception:
-        logger.warning("could not close the warehouse after a large job", exc_info=True)
+def _after_commit(store: JobStore, settings: Settings, *, large: bool) -> None:
+    """What follows a commit once its jobs read COMPLETED: publish the analysts' copy if due, so that
+    a client is not kept waiting for the copy (it was marked pending at the commit: a worker that
+    dies here leaves it to the next one).
+
+    After a large job the warehouse connection is closed first, so that DuckDB hands back what its
+    merge used (about 135 MB after 5M rows) before the next large job needs memory of its own, and
+    the checkpoint of closing is the only one the copy needs. Small jobs keep the connection open:
+    opening it costs them more than their merge. A failure here fails nothing: the jobs are
+    committed, and the next commit opens the warehouse again and publishes.
+    """
+    with warehouse.writer_lock(settings.data_dir):
+        if large:
+            try:
+                warehouse.writer(settings.warehouse_path).close()
+            except Exception:
+                logger.warning("could not close the warehouse after a large job", exc_info=True)
+        _publish_quietly(store, settings)
 
 
 def _run_each_alone(store: JobStore, settings: Settings, group: list[JobRecord]) -> str:
@@ -442,7 +449,7 @@ def _merge(
     failed: list[int],
     started: datetime,
 ) -> dict[str, datetime]:
-    """Apply the jobs not committed yet in one transaction, then publish if due; when each was committed."""
+    """Apply the jobs not committed yet in one transaction; when each was committed."""
     committed: dict[str, datetime] = {}
     with warehouse.writer_lock(settings.data_dir):
         try:
@@ -455,19 +462,20 @@ def _merge(
                     if record.job_id not in committed
                 ]
                 if pending:
-                    begun, completed = started.replace(tzinfo=None), utc_now().replace(tzinfo=None)
-                    jobs = [
-                        (ready, _outcome(record, JobStatus.COMPLETED, failures, begun, completed))
+                    begun = started.replace(tzinfo=None)
+                    jobs = [  # completed when their rows are written (apply_jobs stamps it)
+                        (ready, _outcome(record, JobStatus.COMPLETED, failures, begun, None))
                         for record, ready, failures in pending
                     ]
-                    warehouse.apply_jobs(con, jobs, completed, before_commit=_merge_delay(group[0]))
-                    committed.update((record.job_id, completed) for record, _, _ in pending)
+                    now = utc_now().replace(tzinfo=None)
+                    written = warehouse.apply_jobs(con, jobs, now, before_commit=_merge_delay(group[0]))
+                    committed.update((record.job_id, written) for record, _, _ in pending)
         except Exception:
             if len(committed) < len(group):
                 raise
             # closing (the checkpoint) failed after COMMIT: the commit is in the WAL and stands
             logger.warning("closing the warehouse after job %s failed", group[-1].job_id, exc_info=True)
-        _publish_quietly(store, settings)
+        store.redis.set(PUBLISH_PENDING, 1)  # published once the jobs read COMPLETED (_after_commit)
     return committed
 
 
@@ -583,7 +591,7 @@ def _write_issues(settings: Settings, record: JobRecord, errors: pl.DataFrame, w
 
 
 def _outcome(
-    record: JobRecord, status: JobStatus, failed: int, started: datetime | None, completed: datetime
+    record: JobRecord, status: JobStatus, failed: int, started: datetime | None, completed: datetime | None
 ) -> warehouse.JobOutcome:
     """The import_jobs row of a finished job (naive UTC times, as the warehouse stores them)."""
     return warehouse.JobOutcome(
@@ -594,7 +602,7 @@ def _outcome(
         row_count=record.row_count,
         processed_count=record.row_count if status is JobStatus.COMPLETED else 0,
         failed_count=failed,
-        created_at=parse_iso(record.created_at) or completed,
+        created_at=parse_iso(record.created_at) or utc_now().replace(tzinfo=None),
         started_at=started,
         completed_at=completed,
     )
@@ -644,11 +652,11 @@ def _publish_if_due(store: JobStore, settings: Settings) -> None:
 
 
 def publish_now(store: JobStore, settings: Settings) -> None:
-    """Copy the warehouse for analysts. Call with the writer lock held."""
-    store.redis.delete(PUBLISH_PENDING)
+    """Copy the warehouse for analysts. Call with the writer lock held. A copy that fails stays pending."""
     started = time.perf_counter()
     warehouse.writer(settings.warehouse_path).publish(settings.analytics_path)
     store.redis.mset({_PUBLISHED_AT: time.time(), PUBLISH_SECONDS: time.perf_counter() - started})
+    store.redis.delete(PUBLISH_PENDING)
 
 
 def publish_is_due(store: JobStore, settings: Settings) -> bool:

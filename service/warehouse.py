@@ -16,8 +16,8 @@ import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -113,7 +113,8 @@ STUB_KEYS = {"products": "external_id", "suppliers": "external_id", "locations":
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """The import_jobs row of a job."""
+    """The import_jobs row of a job (naive UTC times). A completed_at of None given to apply_jobs is the
+    moment the job's rows are written, just before COMMIT."""
 
     job_id: str
     organization_id: str
@@ -184,9 +185,9 @@ def apply_job(
     outcome: JobOutcome,
     now: datetime,
     before_commit: Callable[[], None] | None = None,
-) -> None:
+) -> datetime:
     """One job's stubs, merge-upsert, replaced lines and import_jobs row: one transaction."""
-    apply_jobs(con, [(prepared, outcome)], now, before_commit)
+    return apply_jobs(con, [(prepared, outcome)], now, before_commit)
 
 
 def apply_jobs(
@@ -194,8 +195,9 @@ def apply_jobs(
     jobs: Sequence[tuple[Prepared, JobOutcome]],
     now: datetime,
     before_commit: Callable[[], None] | None = None,
-) -> None:
-    """Consecutive jobs of one organization and kind, in the order given, as one transaction.
+) -> datetime:
+    """Consecutive jobs of one organization and kind, in the order given, as one transaction; returns
+    the moment their rows were written (the completed_at of each outcome that has none).
 
     The warehouse ends as if each job had been applied after the one before it (see combine_jobs);
     what a stream of small jobs gains is one scan of each large table for all of them, not one per
@@ -220,14 +222,16 @@ def apply_jobs(
         _merge_rows(con, tables.rows, combined.rows, lineage)
         if tables.lines is not None and combined.lines is not None:
             _replace_lines(con, tables.rows, tables.lines, combined.rows, combined.lines, lineage)
+        written = datetime.now(UTC).replace(tzinfo=None)
         for outcome in outcomes:
-            _record_outcome(con, outcome)
+            _record_outcome(con, outcome if outcome.completed_at else replace(outcome, completed_at=written))
         if before_commit is not None:
             before_commit()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    return written
 
 
 def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Prepared:

@@ -190,9 +190,28 @@ class Stockyard:
         result: list[dict[str, Any]] = wait_for(finished, timeout, f"jobs {job_ids} to finish", interval=0.25)
         return result
 
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Read the analysts' copy, as an analyst does."""
-        with duckdb.connect(str(self.data_dir / "analytics.duckdb"), read_only=True) as con:
+    def query(
+        self, sql: str, params: list[Any] | None = None, *, after: list[str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Read the analysts' copy, as an analyst does; first wait until it holds the jobs `after`.
+
+        The copy is published once a job reads COMPLETED, so a client that saw COMPLETED waits for it
+        as an analyst would: until the job's row is in the copy's import_jobs.
+        """
+        copy = self.data_dir / "analytics.duckdb"
+
+        def published() -> bool:
+            if not copy.exists():
+                return False
+            with duckdb.connect(str(copy), read_only=True) as con:
+                found = con.execute(
+                    "SELECT count(*) FROM import_jobs WHERE list_contains(?, job_id)", [after]
+                ).fetchone()
+            return found is not None and found[0] == len(after or [])
+
+        if after:
+            wait_for(published, 30, f"the analysts' copy to hold jobs {after}")
+        with duckdb.connect(str(copy), read_only=True) as con:
             return con.execute(sql, params or []).fetchall()
 
     def cleanup(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,17 @@ def test_accepts_with_envelope_and_location(api: Api) -> None:
     assert done["status"] == "COMPLETED"
     assert done["processedCount"] == 1 and done["failedCount"] == 0
     assert done["startedAt"] is not None and done["completedAt"] is not None
+
+
+def test_completed_at_is_when_the_rows_were_written(api: Api) -> None:
+    """completedAt covers the merge: it is stamped as the rows are written, not when the merge begins."""
+    status = api.run("inventory", [{"skuId": "A", "locationId": "L1"}])
+    ((updated, completed),) = api.query(
+        "SELECT l.updated_at, j.completed_at FROM inventory_levels l JOIN import_jobs j ON j.job_id = l.last_job_id"
+    )
+    assert updated < completed  # the rows' updated_at is when the merge began
+    assert status["completedAt"] == completed.isoformat(timespec="milliseconds") + "Z"
+    assert datetime.fromisoformat(status["startedAt"]).replace(tzinfo=None) <= updated
 
 
 def test_catalog_defaults_name_and_trims(api: Api) -> None:

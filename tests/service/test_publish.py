@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 
 import pytest
 
-from service.jobs import PUBLISH_SECONDS, JobStore, publish_pending_if_due
+from service import warehouse
+from service.jobs import PUBLISH_PENDING, PUBLISH_SECONDS, JobStore, publish_pending_if_due
 from service.settings import get_settings
 from tests.conftest import Api
 
@@ -47,3 +49,25 @@ def test_a_costly_copy_is_published_less_often(api: Api, monkeypatch: pytest.Mon
     api.connection.set(PUBLISH_SECONDS, 0)
     assert publish_pending_if_due(store, settings)
     assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",), ("C",)]
+
+
+def test_a_failed_copy_stays_pending_and_the_job_stays_completed(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy is made after the job reads COMPLETED; if it fails, the job stands and the copy is redone."""
+    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0")
+    get_settings.cache_clear()
+    settings = get_settings()
+    store = JobStore(api.connection, settings)
+    api.run("suppliers", [{"externalId": "A"}])
+
+    def disk_full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(warehouse, "_copy_for_analysts", disk_full)
+        status = api.run("suppliers", [{"externalId": "B"}])
+    assert status["status"] == "COMPLETED"
+    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",)]
+    assert api.connection.exists(PUBLISH_PENDING)  # what an idle worker publishes
+    assert publish_pending_if_due(store, settings)
+    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
+    assert not api.connection.exists(PUBLISH_PENDING)

@@ -182,7 +182,8 @@ def test_worker_killed_mid_merge_of_small_jobs_applied_together_leaves_none_of_t
         statuses = stockyard.wait_finished(job_ids)
         assert [s["status"] for s in statuses] == ["COMPLETED"] * 4
         assert f"re-queued 4 accepted job(s) {', '.join(job_ids)}" in restarted.output()
-        assert stockyard.query("SELECT quantity_on_hand, last_job_id FROM inventory_levels") == [(4.0, job_ids[3])]
+        levels = stockyard.query("SELECT quantity_on_hand, last_job_id FROM inventory_levels", after=job_ids)
+        assert levels == [(4.0, job_ids[3])]
         jobs = stockyard.query("SELECT job_id FROM import_jobs ORDER BY created_at")
         assert jobs == [(job_id,) for job_id in job_ids]  # each applied exactly once
 

@@ -73,7 +73,7 @@ def test_upload_csv_save_the_failed_rows_fix_them_and_upload_again(service: Stoc
         "failedRows": None,
         "error": None,
     }
-    assert service.query("SELECT count(*) FROM inventory_levels") == [(5,)]
+    assert service.query("SELECT count(*) FROM inventory_levels", after=[summary(second)["jobId"]]) == [(5,)]
 
 
 def test_gzip_ndjson_with_json_output_saves_uncompressed_failed_rows(service: Stockyard, tmp_path: Path) -> None:
