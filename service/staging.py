@@ -30,6 +30,7 @@ import contextlib
 import csv
 import errno
 import json
+import logging
 import mmap
 import os
 import re
@@ -43,9 +44,13 @@ from pathlib import Path
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError, PayloadTooLargeError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _PADDING = b" "
@@ -647,26 +652,59 @@ _STAGERS = {
 }
 
 
-_database: duckdb.DuckDBPyConnection | None = None
+_databases: dict[bool, duckdb.DuckDBPyConnection] = {}
 _database_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection of its own to this process's in-memory staging database.
+def _duckdb(*, ordered: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection of its own to one of this process's two in-memory staging databases.
 
     Creating a database costs about 30 ms, more than staging a small body; a cursor of one shared
-    database costs nothing, and keeps its temp views and tables to itself.
+    database costs nothing, and keeps its temp views and tables to itself. The `ordered` one keeps
+    insertion order; the other does not, which lets DuckDB write a large file without holding back
+    what it has read until the rows before it are written (a JSON body of 10M rows: 2.5 GB and 15.6 s
+    ordered, 0.4 GB and 9.8 s not). Whoever stages with it puts the rows in order after (_ensure_row_order).
     """
-    global _database
     with _database_lock:
-        if _database is None:
-            _database = duckdb.connect(config={"threads": 2, "preserve_insertion_order": True})
-        con = _database.cursor()
+        if ordered not in _databases:
+            _databases[ordered] = duckdb.connect(config={"threads": 2, "preserve_insertion_order": ordered})
+        con = _databases[ordered].cursor()
     try:
         yield con
     finally:
         con.close()
+
+
+def _ensure_row_order(con: duckdb.DuckDBPyConnection, rows_tmp: Path) -> None:
+    """Leave the staged rows in `__row` order, which the worker's chunked validation reads them in.
+
+    Reading one JSON file, DuckDB writes the rows in order even when it need not (measured up to 10M
+    rows): checking costs one pass over one column, a row group at a time (0.05 s at 10M rows);
+    sorting is the fallback, should it ever do otherwise.
+    """
+    previous = None
+    for batch in pq.ParquetFile(rows_tmp).iter_batches(columns=[ROW], batch_size=1 << 20):
+        rows = batch.column(0)
+        if not len(rows):
+            continue
+        first = rows[0].as_py()
+        ordered = (previous is None or first > previous) and (
+            len(rows) < 2 or pc.all(pc.greater(rows.slice(1), rows.slice(0, len(rows) - 1))).as_py()
+        )
+        if not ordered:
+            break
+        previous = rows[-1].as_py()
+    else:
+        return
+    logger.warning("staged rows came out of order; sorting them")
+    sorted_tmp = rows_tmp.with_name(rows_tmp.name + ".sorted")
+    try:
+        source, target = _literal(str(rows_tmp)), _literal(str(sorted_tmp))
+        con.execute(f"COPY (FROM read_parquet({source}) ORDER BY {ROW}) TO {target} (FORMAT parquet)")
+        os.replace(sorted_tmp, rows_tmp)
+    finally:
+        remove_quietly(sorted_tmp)
 
 
 def stage_body(
@@ -681,9 +719,13 @@ def stage_body(
         _isolate_array(body_path, contract.array_key)
     rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
     lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
+    # JSON rows of a kind with lines are read twice (rows, then lines), and both must stay in order
+    ordered = upload_format is not UploadFormat.JSON or contract.has_lines
     try:
-        with _duckdb() as con:
+        with _duckdb(ordered=ordered) as con:
             row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
+            if not ordered:
+                _ensure_row_order(con, rows_tmp)
         fsync_and_rename(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             fsync_and_rename(lines_tmp, lines_path)
