@@ -27,7 +27,7 @@ import duckdb
 import httpx
 
 from benchmarks.generators import BatchSpec, generate_body
-from benchmarks.measure import child_pids, command_line, free_port, peak_rss_bytes, reset_peak_rss
+from benchmarks.measure import child_pids, command_line, free_port, peak_rss_bytes, reset_peak_rss, rss_bytes
 from service.auth import KeyStore, Scope
 from service.settings import Settings
 from service.warehouse import KIND_TABLES
@@ -53,6 +53,8 @@ class RunningService:
     key: str
     log_path: Path
     client: httpx.Client = field(repr=False)
+    resting_rss: dict[str, int] = field(default_factory=dict)
+    """RSS of the API and the worker once the service is ready, before any upload."""
 
     def role_pids(self) -> dict[str, int]:
         """The API and worker processes `serve` started (Redis is not measured)."""
@@ -152,6 +154,10 @@ def running_service(data_dir: Path) -> Iterator[RunningService]:
     service = RunningService(process, settings, url, key, log_path, client)
     try:
         _wait_until_ready(service)
+        for role, pid in service.role_pids().items():
+            resting = rss_bytes(pid)
+            if resting is not None:
+                service.resting_rss[role] = resting
         yield service
     finally:
         client.close()
@@ -214,6 +220,8 @@ class EndToEnd:
     warning_count: int
     peak_rss: dict[str, int]
     peak_rss_reset: bool
+    resting_rss: dict[str, int]
+    """RSS of each process once the service was ready, before any upload: what no body size changes."""
     warehouse_bytes: int
     created_to_started_seconds: float | None
     """From the job record: queued until a worker took it (createdAt is stamped just before the 202)."""
@@ -264,6 +272,7 @@ def import_end_to_end(service: RunningService, kind: str, body: Path, previous: 
         warning_count=len(status["warnings"]),
         peak_rss=peaks,
         peak_rss_reset=memory.reset_ok,
+        resting_rss=dict(service.resting_rss),
         warehouse_bytes=service.settings.warehouse_path.stat().st_size,
         created_to_started_seconds=_span(status, "createdAt", "startedAt"),
         started_to_completed_at_seconds=_span(status, "startedAt", "completedAt"),
@@ -275,6 +284,21 @@ def _span(status: dict[str, Any], start: str, end: str) -> float | None:
         return None
     begin, finish = (datetime.fromisoformat(status[name].replace("Z", "+00:00")) for name in (start, end))
     return (finish - begin).total_seconds()
+
+
+def _published_rows(service: RunningService, table: str, job_id: str, timeout: float = 60) -> int:
+    """Rows in `table` of the analysts' copy, once it holds `job_id` (it is made after the job reads
+    COMPLETED, and at most once per publish interval)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with duckdb.connect(str(service.settings.analytics_path), read_only=True) as con:
+            (held,) = con.execute("SELECT count(*) FROM import_jobs WHERE job_id = ?", [job_id]).fetchone() or (0,)
+            (rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+        if held:
+            return int(rows)
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the analysts' copy did not hold job {job_id} after {timeout:.0f} s")
+        time.sleep(POLL_SECONDS * 10)
 
 
 def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobStream:
@@ -289,8 +313,7 @@ def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobSt
     spans = [_span(status, "startedAt", "completedAt") for status in statuses]
     known = [span for span in spans if span is not None]
     table = KIND_TABLES[spec.kind].rows.name
-    with duckdb.connect(str(service.settings.analytics_path), read_only=True) as con:
-        (warehouse_rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,)
+    warehouse_rows = _published_rows(service, table, job_ids[-1])
     return JobStream(
         kind=spec.kind,
         jobs=jobs,

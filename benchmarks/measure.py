@@ -58,6 +58,11 @@ def peak_rss_bytes(pid: int) -> int | None:
     return _status_field(pid, "VmHWM")
 
 
+def rss_bytes(pid: int) -> int | None:
+    """The process's resident set size now (VmRSS)."""
+    return _status_field(pid, "VmRSS")
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Restart the peak RSS count at the current RSS (Linux: write 5 to clear_refs); False if refused."""
     try:

@@ -50,6 +50,10 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert end_to_end["rows"] == 200
     assert 0 < end_to_end["accepted_seconds"] <= end_to_end["completed_seconds"]
     assert {"api", "worker"} <= set(end_to_end["peak_rss"])
+    assert {"api", "worker"} <= set(end_to_end["resting_rss"])
+    assert all(0 < end_to_end["resting_rss"][role] <= end_to_end["peak_rss"][role] for role in ("api", "worker"))
+    memory = [t for t in results["targets"] if t["name"].startswith("peak RSS")]
+    assert len(memory) == 2 and all("MB at rest, before any upload" in t["note"] for t in memory)
     expected_peers = {"per-row", "dlt dicts", "dlt arrow"} if dlt_available() else {"per-row"}
     assert set(run["peers"]) == expected_peers
     assert run["peers"]["per-row"]["sampled"] is True
