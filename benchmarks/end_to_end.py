@@ -3,9 +3,10 @@
 Each measured run gets a fresh data directory and service (API, one worker, embedded Redis), posts
 the previous batch and waits for it (untimed), then streams the measured body from disk with httpx
 and polls the job until it is COMPLETED. Times run from the first byte sent. Peak memory (VmHWM) of
-the API and of the worker is sampled while the job runs: RQ's worker forks a work horse per job, so
-the worker's figure is the larger of the worker process and its horse (a horse is gone when its job
-ends, so its peak is the last sample taken, every 20 ms).
+the API and of the worker is sampled every 20 ms while the job runs. The worker runs jobs in its own
+process (RQ's SimpleWorker); should a work horse ever be forked, the larger of the two counts (a horse
+is gone when its job ends, so its peak is the last sample taken). Each process's RSS at rest is read
+once the service is ready, before any upload.
 """
 
 from __future__ import annotations
