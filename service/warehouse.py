@@ -246,14 +246,12 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
         return frame.with_columns(pl.lit(job_id, dtype=pl.String()).alias(LAST_JOB))
 
     rows = pl.concat([tagged(prepared.rows, job_id) for prepared, job_id in jobs])
-    if len(jobs) > 1:
-        rows = rows.unique(subset=list(tables.rows.key), keep="last", maintain_order=True)
+    rows = rows.unique(subset=list(tables.rows.key), keep="last", maintain_order=True)
     lines = None
     if tables.lines is not None:
         lines = pl.concat([tagged(p.lines, job_id) for p, job_id in jobs if p.lines is not None])
-        if len(jobs) > 1:
-            winners = rows.select(*tables.rows.key, LAST_JOB)
-            lines = lines.join(winners, on=[*tables.rows.key, LAST_JOB], how="semi", maintain_order="left")
+        winners = rows.select(*tables.rows.key, LAST_JOB)
+        lines = lines.join(winners, on=[*tables.rows.key, LAST_JOB], how="semi", maintain_order="left")
     references: dict[str, pl.DataFrame] = {}
     for table in dict.fromkeys(table for prepared, _ in jobs for table in prepared.references):
         named = [tagged(p.references[table], job_id) for p, job_id in jobs if table in p.references]
