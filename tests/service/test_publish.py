@@ -9,15 +9,20 @@ import pytest
 
 from service import warehouse
 from service.jobs import PUBLISH_PENDING, PUBLISH_SECONDS, JobStore, publish_pending_if_due
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 from tests.conftest import Api
 
 
-def test_a_burst_of_jobs_is_published_once_per_interval(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "60")
+def publishing_every(seconds: str, api: Api, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, JobStore]:
+    """The service's settings with STOCKYARD_PUBLISH_INTERVAL set, as the worker will read them."""
+    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", seconds)
     get_settings.cache_clear()
     settings = get_settings()
-    store = JobStore(api.connection, settings)
+    return settings, JobStore(api.connection, settings)
+
+
+def test_a_burst_of_jobs_is_published_once_per_interval(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, store = publishing_every("60", api, monkeypatch)
 
     api.run("suppliers", [{"externalId": "A"}])  # the first copy is published at once
     assert api.query("SELECT external_id FROM suppliers") == [("A",)]
@@ -33,10 +38,7 @@ def test_a_burst_of_jobs_is_published_once_per_interval(api: Api, monkeypatch: p
 
 def test_a_costly_copy_is_published_less_often(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """The wait after a copy grows with what the copy cost, so publishing cannot starve the writer."""
-    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0.001")
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = JobStore(api.connection, settings)
+    settings, store = publishing_every("0.001", api, monkeypatch)
     api.run("suppliers", [{"externalId": "A"}])
     api.run("suppliers", [{"externalId": "B"}])  # cheap copies, a short interval: published at once
     assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
@@ -53,10 +55,7 @@ def test_a_costly_copy_is_published_less_often(api: Api, monkeypatch: pytest.Mon
 
 def test_a_failed_copy_stays_pending_and_the_job_stays_completed(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """The copy is made after the job reads COMPLETED; if it fails, the job stands and the copy is redone."""
-    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0")
-    get_settings.cache_clear()
-    settings = get_settings()
-    store = JobStore(api.connection, settings)
+    settings, store = publishing_every("0", api, monkeypatch)
     api.run("suppliers", [{"externalId": "A"}])
 
     def disk_full(*_: object) -> None:
