@@ -131,3 +131,18 @@ def test_the_warehouse_stays_open_for_small_jobs_and_is_released_after_a_large_o
     api.run("suppliers", [{"externalId": "S6"}])
     assert writer.is_open
     assert api.query("SELECT count(*) FROM suppliers") == [(6,)]
+
+
+def test_a_group_stops_at_its_row_limit_and_a_large_job_goes_alone(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "GROUP_MAX_ROWS", 2)
+    one = [accept(api, "suppliers", {"suppliers": [{"externalId": f"S{n}"}]}) for n in range(3)]
+    large = accept(api, "suppliers", {"suppliers": [{"externalId": "L1"}, {"externalId": "L2"}, {"externalId": "L3"}]})
+    last = accept(api, "suppliers", {"suppliers": [{"externalId": "S9"}]})
+    api.work()
+
+    done = statuses(api, [*one, large, last])
+    assert [s["status"] for s in done] == ["COMPLETED"] * 5
+    commits = [s["completedAt"] for s in done]
+    assert commits[0] == commits[1]  # two rows: the limit
+    assert len(set(commits)) == 4  # the third small job, the large one and the last each commit alone
+    assert api.query("SELECT count(*) FROM suppliers") == [(7,)]
