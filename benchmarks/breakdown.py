@@ -1,29 +1,34 @@
 """The stage breakdown: the worker's own functions, called in process and timed one by one.
 
-The chain is the one `service.jobs.run_import` runs: stage the body (decode + Parquet), load it,
-cast + validate (in the worker's chunks), transform, merge (one transaction into a warehouse that
-already holds the previous batch, so the re-used keys update), publish the analysts' copy. Then the
-same batch is merged once more (a re-import: every row updates) and timed apart, as `remerge`.
+The chain is the one a job goes through: stage the body (decode + Parquet, as the API does), then
+prepare it (service/prepare.py): load it, cast + validate (in the worker's chunks), transform, write
+the prepared files; then apply it (service/apply.py): read the prepared files and merge them in one
+transaction into a warehouse that already holds the previous batch, so the re-used keys update; then
+publish the analysts' copy. The same batch is merged once more (a re-import: every row updates) and
+timed apart, as `remerge`.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from benchmarks.measure import Stopwatch
-from contracts import CONTRACTS
 from contracts.common import Contract, Validated
-from service import jobs, warehouse
+from service import warehouse
+from service.job import JobRecord, iso, utc_now
+from service.job_files import JobFiles
+from service.kinds import KINDS
+from service.prepare import read_prepared, validate_in_chunks, write_prepared
+from service.settings import Settings
 from service.staging import stage_body
-from transforms import PREPARERS, Prepared
+from transforms import Prepared
 
 ORGANIZATION = "bench"
-STAGES = ("decode+stage", "load", "cast+validate", "transform", "merge", "publish")
+STAGES = ("decode+stage", "load", "cast+validate", "transform", "write prepared", "merge", "publish")
 
 
 @dataclass
@@ -42,67 +47,73 @@ class Breakdown:
     previous_prepared: Prepared = field(repr=False)
 
 
-def _prepare(contract: Contract, body: bytes, directory: Path, clock: Stopwatch) -> tuple[int, Validated, Prepared]:
-    directory.mkdir(parents=True, exist_ok=True)
-    body_path = directory / "body.json"
-    body_path.write_bytes(body)  # stage_body blanks the bytes around the array in place: a copy each time
-    rows_path = directory / "rows.parquet"
-    lines_path = directory / "lines.parquet" if contract.has_lines else None
+def _prepare(
+    contract: Contract, body: bytes, files: JobFiles, clock: Stopwatch
+) -> tuple[int, Validated, Prepared, int]:
+    """Stage, then prepare as a worker does; (rows, validated, prepared, failed rows)."""
+    files.directory.mkdir(parents=True, exist_ok=True)
+    files.body.write_bytes(body)  # stage_body blanks the bytes around the array in place: a copy each time
+    lines_path = files.lines if contract.has_lines else None
     with clock.stage("decode+stage"):
-        staged = stage_body(contract, body_path, rows_path, lines_path)
+        staged = stage_body(contract, files.body, files.rows, lines_path)
     with clock.stage("load"):
-        rows = pl.read_parquet(rows_path)
+        rows = pl.read_parquet(files.rows)
         lines = pl.read_parquet(lines_path) if lines_path is not None else None
+    errors: list[pl.DataFrame] = []
     with clock.stage("cast+validate"):
-        validated = jobs.validate_in_chunks(contract, rows.lazy(), lines.lazy() if lines is not None else None)
+        chunk_rows = Settings().validation_chunk_rows
+        lazy_lines = lines.lazy() if lines is not None else None
+        validated = validate_in_chunks(contract, rows.lazy(), lazy_lines, chunk_rows, errors.append)
     with clock.stage("transform"):
-        prepared = PREPARERS[contract.kind](validated, ORGANIZATION)
-    shutil.rmtree(directory)
-    return staged.row_count, validated, prepared
+        prepared = KINDS[contract.kind].prepare(validated, ORGANIZATION)
+    with clock.stage("write prepared"):
+        write_prepared(files, prepared)
+    failed = sum(frame.get_column("row").n_unique() for frame in errors)
+    return staged.row_count, validated, prepared, failed
 
 
-def _outcome(kind: str, job_id: str, rows: int, failed: int) -> warehouse.JobOutcome:
-    now = datetime.now()
-    return warehouse.JobOutcome(
-        job_id=job_id,
-        organization_id=ORGANIZATION,
-        kind=kind,
-        status="COMPLETED",
-        row_count=rows,
-        processed_count=rows,
-        failed_count=failed,
-        created_at=now,
-        started_at=now,
-        completed_at=now,
-    )
+def _record(kind: str, job_id: str, rows: int, failed: int) -> JobRecord:
+    now = iso(utc_now())
+    return JobRecord(job_id, ORGANIZATION, kind, "PROCESSING", rows, now, failed_count=failed, started_at=now)
+
+
+def _merge(live: warehouse.Warehouse, files: JobFiles, record: JobRecord) -> None:
+    """What a lane does with a prepared job: read its files, merge them in one transaction."""
+    kind = KINDS[record.kind]
+    prepared = read_prepared(files, kind.contract.has_lines)
+    with live.cursor() as con:
+        warehouse.apply_jobs(con, kind.tables, [(prepared, record)])
 
 
 def run_breakdown(kind: str, body: bytes, previous: bytes, directory: Path) -> Breakdown:
     """Seed the warehouse with `previous` (untimed), then time every stage of `body`."""
-    contract = CONTRACTS[kind]
+    contract = KINDS[kind].contract
     directory.mkdir(parents=True, exist_ok=True)
     warehouse_path = directory / "warehouse.duckdb"
     analytics_path = directory / "analytics.duckdb"
 
-    seed_clock = Stopwatch()
-    seed_rows, seed_validated, previous_prepared = _prepare(contract, previous, directory / "seed", seed_clock)
-    with warehouse.open_warehouse(warehouse_path) as con:
-        failed = seed_validated.errors.get_column("row").n_unique()
-        warehouse.apply_job(con, previous_prepared, _outcome(kind, "0" * 32, seed_rows, failed), datetime.now())
+    staging = directory / "staging"
+    seed_files, job_files = (JobFiles.of(staging, ORGANIZATION, c * 32) for c in "01")
+    live = warehouse.Warehouse(directory, warehouse_path)
+    assert live.try_hold()
+    try:
+        seed_rows, _, previous_prepared, seed_failed = _prepare(contract, previous, seed_files, Stopwatch())
+        _merge(live, seed_files, _record(kind, seed_files.job_id, seed_rows, seed_failed))
 
-    clock = Stopwatch()
-    row_count, validated, prepared = _prepare(contract, body, directory / "job", clock)
-    failed = validated.errors.get_column("row").n_unique()
-    with clock.stage("merge"), warehouse.open_warehouse(warehouse_path) as con:
-        warehouse.apply_job(con, prepared, _outcome(kind, "1" * 32, row_count, failed), datetime.now())
-    with clock.stage("publish"):
-        warehouse.publish(warehouse_path, analytics_path)
-    warehouse_bytes = warehouse_path.stat().st_size
-    # The same job again: every key exists now, and half of them sit in the table in another order than
-    # the batch's (the seed's rows first, then this batch's inserts), as in any warehouse after a while.
-    remerge = Stopwatch()
-    with remerge.stage("merge"), warehouse.open_warehouse(warehouse_path) as con:
-        warehouse.apply_job(con, prepared, _outcome(kind, "2" * 32, row_count, failed), datetime.now())
+        clock = Stopwatch()
+        row_count, _, prepared, failed = _prepare(contract, body, job_files, clock)
+        with clock.stage("merge"):
+            _merge(live, job_files, _record(kind, job_files.job_id, row_count, failed))
+        with clock.stage("publish"):
+            live.publish(analytics_path)
+        warehouse_bytes = warehouse_path.stat().st_size
+        # The same job again: every key exists now, and half of them sit in the table in another order than
+        # the batch's (the seed's rows first, then this batch's inserts), as in any warehouse after a while.
+        remerge = Stopwatch()
+        with remerge.stage("merge"):
+            _merge(live, job_files, _record(kind, "2" * 32, row_count, failed))
+    finally:
+        live.release()
     shutil.rmtree(directory)
     return Breakdown(
         kind=kind,

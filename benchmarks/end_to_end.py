@@ -30,8 +30,8 @@ import httpx
 from benchmarks.generators import BatchSpec, generate_body
 from benchmarks.measure import child_pids, command_line, free_port, peak_rss_bytes, reset_peak_rss, rss_bytes
 from service.auth import KeyStore, Scope
+from service.kinds import KINDS
 from service.settings import Settings
-from service.warehouse import KIND_TABLES
 
 ORGANIZATION = "bench"
 POLL_SECONDS = 0.02
@@ -58,13 +58,15 @@ class RunningService:
     """RSS of the API and the worker once the service is ready, before any upload."""
 
     def role_pids(self) -> dict[str, int]:
-        """The API and worker processes `serve` started (Redis is not measured)."""
+        """The API and worker processes `serve` started (Redis is not measured): `worker`, `worker-1`, ..."""
         roles: dict[str, int] = {}
         for pid in child_pids(self.process.pid):
             command = command_line(pid)
-            for role in ("api", "worker"):
-                if role in command:
-                    roles[role] = pid
+            if "api" in command:
+                roles["api"] = pid
+            elif "worker" in command:
+                workers = sum(role.startswith("worker") for role in roles)
+                roles["worker" if not workers else f"worker-{workers}"] = pid
         return roles
 
     def log_tail(self, lines: int = 30) -> str:
@@ -157,12 +159,18 @@ def running_service(data_dir: Path) -> Iterator[RunningService]:
         _wait_until_ready(service)
         for role, pid in service.role_pids().items():
             resting = rss_bytes(pid)
-            if resting is not None:
-                service.resting_rss[role] = resting
+            if resting is not None:  # the workers: the largest of them
+                name = _role_name(role)
+                service.resting_rss[name] = max(service.resting_rss.get(name, 0), resting)
         yield service
     finally:
         client.close()
         _stop(process)
+
+
+def _role_name(role: str) -> str:
+    """`worker-1` and the other workers are reported as `worker`: the largest of them."""
+    return "worker" if role.startswith("worker") else role
 
 
 class MemorySampler:
@@ -179,14 +187,14 @@ class MemorySampler:
     def _sample(self) -> None:
         for role, pid in self.roles.items():
             self._keep(role, peak_rss_bytes(pid))
-        worker = self.roles.get("worker")
-        if worker is not None:
-            for horse in _children(worker):
-                self._keep("work horse", peak_rss_bytes(horse))
+        for role, pid in self.roles.items():
+            if role.startswith("worker"):
+                for horse in _children(pid):
+                    self._keep("work horse", peak_rss_bytes(horse))
 
     def _keep(self, role: str, value: int | None) -> None:
-        if value is not None:
-            self.peaks[role] = max(self.peaks.get(role, 0), value)
+        if value is not None:  # the workers: the largest of them
+            self.peaks[_role_name(role)] = max(self.peaks.get(_role_name(role), 0), value)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -313,7 +321,7 @@ def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobSt
         raise ServiceError(f"a small {spec.kind} job did not complete:\n{service.log_tail()}")
     spans = [_span(status, "startedAt", "completedAt") for status in statuses]
     known = [span for span in spans if span is not None]
-    table = KIND_TABLES[spec.kind].rows.name
+    table = KINDS[spec.kind].tables.rows.name
     warehouse_rows = _published_rows(service, table, job_ids[-1])
     return JobStream(
         kind=spec.kind,

@@ -17,10 +17,10 @@ from typing import BinaryIO
 
 import polars as pl
 
-from contracts import CONTRACTS
+from service.kinds import KINDS as REGISTRY
 
-KINDS: tuple[str, ...] = tuple(CONTRACTS)
-ARRAY_KEYS: dict[str, str] = {kind: contract.array_key for kind, contract in CONTRACTS.items()}
+KINDS: tuple[str, ...] = tuple(REGISTRY)
+ARRAY_KEYS: dict[str, str] = {name: kind.contract.array_key for name, kind in REGISTRY.items()}
 CHUNK_ROWS = 250_000
 LOCATIONS = 8
 FIRST_MONDAY = date(2024, 1, 1)

@@ -31,9 +31,8 @@ import msgspec
 import pydantic
 
 from benchmarks.generators import ARRAY_KEYS, BatchSpec, bad_rows, generate_body, previous_body
-from contracts import CONTRACTS
 from contracts.common import MAX_IDENTIFIER_LENGTH, Contract, WireField, WireType
-from service.warehouse import KIND_TABLES
+from service.kinds import KINDS
 from transforms import Prepared
 
 # A key column may not be null in a PRIMARY KEY: the one optional key field gets its contract default.
@@ -173,7 +172,7 @@ class PerRowImporter:
 def run_per_row(spec: BatchSpec, directory: Path) -> PeerRun:
     """The per-row importer on `spec` (a sample: the first rows of the batch), after the previous batch."""
     directory.mkdir(parents=True, exist_ok=True)
-    importer = PerRowImporter(CONTRACTS[spec.kind], directory / "per-row.duckdb")
+    importer = PerRowImporter(KINDS[spec.kind].contract, directory / "per-row.duckdb")
     try:
         importer.import_body(previous_body(spec))
         body = generate_body(spec)
@@ -227,7 +226,7 @@ def _run_dlt(name: str, directory: Path, seed: list[Any], measured: list[Any]) -
 def _arrow_resources(kind: str, prepared: Prepared) -> list[Any]:
     import dlt
 
-    tables = KIND_TABLES[kind]
+    tables = KINDS[kind].tables
     resources = [
         dlt.resource(
             prepared.rows.to_arrow(),
@@ -264,7 +263,7 @@ def run_dlt_arrow(kind: str, rows: int, previous: Prepared, prepared: Prepared, 
 def _dict_rows(spec: BatchSpec, body: bytes, skip: set[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = msgspec.json.decode(body)[ARRAY_KEYS[spec.kind]]
     kept = [row for index, row in enumerate(rows) if index not in skip]
-    defaults = {n: d for n, d in KEY_DEFAULTS.items() if any(f.name == n for f in CONTRACTS[spec.kind].fields)}
+    defaults = {n: d for n, d in KEY_DEFAULTS.items() if any(f.name == n for f in KINDS[spec.kind].contract.fields)}
     for row in kept:
         for name, default in defaults.items():
             row.setdefault(name, default)
@@ -276,8 +275,8 @@ def run_dlt_dicts(spec: BatchSpec, directory: Path) -> PeerRun:
     import dlt
 
     directory.mkdir(parents=True, exist_ok=True)
-    contract = CONTRACTS[spec.kind]
-    table = KIND_TABLES[spec.kind].rows.name
+    contract = KINDS[spec.kind].contract
+    table = KINDS[spec.kind].tables.rows.name
     seed = _dict_rows(spec, previous_body(spec), set())
     rows = _dict_rows(spec, generate_body(spec), set(bad_rows(spec)))
     try:

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 import anyio
 import duckdb
-import msgspec
 import redis
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
@@ -39,7 +38,6 @@ from litestar.openapi.spec import (
 from litestar.params import FromPath, Parameter
 from litestar.response import Stream
 
-from contracts import CONTRACTS
 from contracts.common import Contract, WireType
 from service.auth import KeyStore, Principal, Scope
 from service.errors import (
@@ -52,68 +50,25 @@ from service.errors import (
     UnsupportedMediaError,
 )
 from service.failed_rows import FILE_EXTENSIONS, json_prefix, write_failed_rows
-from service.jobs import STATUS_ERROR_LIMIT, JobRecord, JobStatus, JobStore, iso, job_level_error, read_issues, utc_now
+from service.files import remove_quietly
+from service.job import JobRecord, JobStatus, iso, job_level_error, utc_now
+from service.job_files import JobFiles
+from service.job_store import JobStore
+from service.kinds import KINDS
+from service.queue import Queues
 from service.settings import Settings, get_settings
-from service.staging import (
-    ACCEPTED_MEDIA_TYPES,
-    BodyDecoder,
-    UploadFormat,
-    remove_quietly,
-    stage_body,
-    staged_paths,
-    storage_error,
+from service.staging import ACCEPTED_MEDIA_TYPES, BodyDecoder, UploadFormat, stage_body, storage_error
+from service.views import (
+    MAX_OFFSET,
+    ErrorBody,
+    ImportAccepted,
+    IssuePage,
+    JobStatusView,
+    RowIssue,
+    issues,
+    read_issues,
+    status_view,
 )
-
-# --- response shapes (CONTRACT.md) -------------------------------------------------------------
-
-
-class RowIssue(msgspec.Struct):
-    """A row-level error or warning. `row` is the 0-based index in the submitted array (null for a job-level
-    error); `field` the wire name (`lines[2].unitCost` inside a line); `value` the value as sent, cut to 200."""
-
-    row: int | None
-    field: str | None
-    code: str
-    message: str
-    value: str | None
-
-
-class ImportAccepted(msgspec.Struct, rename="camel"):
-    job_id: str
-    type: str
-    status: str
-    row_count: int
-    created_at: str
-    status_url: str
-
-
-class JobStatusView(msgspec.Struct, rename="camel"):
-    job_id: str
-    type: str
-    status: str
-    row_count: int
-    processed_count: int
-    failed_count: int
-    errors: list[RowIssue]
-    warnings: list[RowIssue]
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
-
-
-class IssuePage(msgspec.Struct, rename="camel"):
-    job_id: str
-    offset: int
-    limit: int
-    total: int
-    items: list[RowIssue]
-
-
-class ErrorBody(msgspec.Struct):
-    """Every error: its HTTP status and what went wrong, for the caller."""
-
-    status_code: int
-    detail: str
 
 
 def _error_responses(*codes: int) -> dict[int, ResponseSpec]:
@@ -142,6 +97,7 @@ class Services:
     settings: Settings
     keys: KeyStore
     jobs: JobStore
+    queues: Queues
 
 
 def _services(request: Request[Any, Any, Any]) -> Services:
@@ -243,13 +199,11 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
     settings = services.settings
     decoder = BodyDecoder(settings.max_body_bytes, gzip=_is_gzip(request), upload_format=upload_format)
     job_id = secrets.token_hex(16)  # 128 random bits: unguessable, never sequential
-    paths = staged_paths(settings.staging_dir, principal.organization_id, job_id)
-    lines_path = paths["lines"] if contract.has_lines else None
+    files = JobFiles.of(settings.staging_dir, principal.organization_id, job_id)
+    lines_path = files.lines if contract.has_lines else None
     try:
-        await _receive_body(request, paths["body"], settings.max_body_bytes, decoder)
-        staged = await anyio.to_thread.run_sync(
-            stage_body, contract, paths["body"], paths["rows"], lines_path, upload_format
-        )
+        await _receive_body(request, files.body, settings.max_body_bytes, decoder)
+        staged = await anyio.to_thread.run_sync(stage_body, contract, files.body, files.rows, lines_path, upload_format)
         record = JobRecord(
             job_id=job_id,
             organization_id=principal.organization_id,
@@ -259,19 +213,19 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
             created_at=iso(utc_now()),
             upload_format=upload_format.value,
         )
-        services.jobs.create(record)
-        services.jobs.enqueue(record)
+        await anyio.to_thread.run_sync(services.jobs.accept, record)
+        services.queues.enqueue_prepare(record)
     except OSError as error:  # the durable record could not be written
-        remove_quietly(*paths.values())
+        _forget(services, files)
         raise storage_error(error) from None
     except redis.RedisError:
-        remove_quietly(*paths.values())
+        _forget(services, files)
         raise ServiceUnavailableError("the job queue is unavailable; nothing was kept, retry later") from None
     except BaseException:
-        remove_quietly(*paths.values())
+        _forget(services, files)
         raise
     finally:
-        remove_quietly(paths["body"])
+        remove_quietly(files.body)
     accepted = ImportAccepted(
         job_id=job_id,
         type=contract.kind,
@@ -283,34 +237,17 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
     return Response(accepted, status_code=202, headers={"Location": _status_url(job_id)})
 
 
-def _issues(records: list[dict[str, Any]]) -> list[RowIssue]:
-    return [RowIssue(**item) for item in records]
-
-
-def _status_view(record: JobRecord, settings: Settings) -> JobStatusView:
-    if record.status == JobStatus.FAILED.value:
-        errors = [RowIssue(**job_level_error(record.job_error or "import failed"))]
-    else:
-        errors = _issues(read_issues("errors", record, settings, 0, STATUS_ERROR_LIMIT))
-    return JobStatusView(
-        job_id=record.job_id,
-        type=record.kind,
-        status=record.status,
-        row_count=record.row_count,
-        processed_count=record.processed_count,
-        failed_count=record.failed_count,
-        errors=errors,
-        warnings=_issues(read_issues("warnings", record, settings, 0, STATUS_ERROR_LIMIT)),
-        created_at=record.created_at,
-        started_at=record.started_at,
-        completed_at=record.completed_at,
-    )
+def _forget(services: Services, files: JobFiles) -> None:
+    """An upload that was not accepted after all: remove every file of it (and its index entry, if any)."""
+    remove_quietly(*files.all())
+    with contextlib.suppress(redis.RedisError):
+        services.jobs.redis.delete(services.jobs.cache_key(files.job_id))
 
 
 def _find_job(request: Request[Any, Any, Any], job_id: str) -> tuple[Services, JobRecord]:
     services, principal = _authenticate(request, Scope.IMPORT_READ)
     with contextlib.suppress(ValueError):
-        staged_paths(services.settings.staging_dir, principal.organization_id, job_id)  # checks the id's shape
+        JobFiles.of(services.settings.staging_dir, principal.organization_id, job_id)  # checks the id's shape
         return services, services.jobs.get(job_id, principal.organization_id)
     return services, services.jobs.get("invalid", principal.organization_id)
 
@@ -409,10 +346,10 @@ _STATUS_ERRORS = _error_responses(401, 403, 404, 503)
 
 
 @get("/api/import/status/{job_id:str}", tags=["jobs"], summary="Job status", responses=_STATUS_ERRORS)
-async def job_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobStatusView:
+async def job_status(request: Request[Any, Any, Any], job_id: FromPath[str]) -> JobStatusView:  # type: ignore[valid-type]
     """The job with its counts, the first 1,000 errors and warnings in row order."""
     services, record = _find_job(request, job_id)
-    return await anyio.to_thread.run_sync(_status_view, record, services.settings)
+    return await anyio.to_thread.run_sync(status_view, record, services.settings)
 
 
 async def _issue_page(request: Request[Any, Any, Any], job_id: str, kind: str, offset: int, limit: int) -> IssuePage:
@@ -421,8 +358,9 @@ async def _issue_page(request: Request[Any, Any, Any], job_id: str, kind: str, o
     if kind == "errors" and record.status == JobStatus.FAILED.value:
         items = [RowIssue(**job_level_error(record.job_error or "import failed"))][offset : offset + limit]
         return IssuePage(job_id=job_id, offset=offset, limit=limit, total=1, items=items)
-    page = await anyio.to_thread.run_sync(read_issues, kind, record, services.settings, offset, limit)
-    return IssuePage(job_id=job_id, offset=offset, limit=limit, total=total, items=_issues(page))
+    files = JobFiles.of(services.settings.staging_dir, record.organization_id, record.job_id)
+    page = await anyio.to_thread.run_sync(read_issues, files, kind, offset, limit)
+    return IssuePage(job_id=job_id, offset=offset, limit=limit, total=total, items=issues(page))
 
 
 @get(
@@ -434,7 +372,7 @@ async def _issue_page(request: Request[Any, Any, Any], job_id: str, kind: str, o
 async def job_errors(
     request: Request[Any, Any, Any],
     job_id: FromPath[str],
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     limit: int = Parameter(default=1000, ge=1, le=10_000),
 ) -> IssuePage:
     """Every error of the job in row order; `total` says how many there are."""
@@ -450,7 +388,7 @@ async def job_errors(
 async def job_warnings(
     request: Request[Any, Any, Any],
     job_id: FromPath[str],
-    offset: int = Parameter(default=0, ge=0),
+    offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     limit: int = Parameter(default=1000, ge=1, le=10_000),
 ) -> IssuePage:
     """Every warning (superseded duplicates) of the job in row order."""
@@ -500,15 +438,15 @@ async def job_failed_rows(
     if record.status != JobStatus.COMPLETED.value:
         raise ConflictError(f"the job is {record.status}: its failed rows are known once it has COMPLETED")
     upload_format = format or UploadFormat(record.upload_format)
-    contract = CONTRACTS[record.kind]
-    paths = staged_paths(services.settings.staging_dir, record.organization_id, record.job_id)
-    needed = [paths["rows"], paths["errors"]] + ([paths["lines"]] if contract.has_lines else [])
+    contract = KINDS[record.kind].contract
+    files = JobFiles.of(services.settings.staging_dir, record.organization_id, record.job_id)
+    needed = [files.rows, files.errors] + ([files.lines] if contract.has_lines else [])
     if not all(path.exists() for path in needed):
         raise NotFoundError(f"the rows of job {job_id} are no longer kept", job_id=job_id)
     extension = FILE_EXTENSIONS[upload_format]
-    target = paths["rows"].with_name(f"{record.job_id}.failed-{secrets.token_hex(4)}{extension}.tmp")
+    target = files.rows.with_name(f"{record.job_id}.failed-{secrets.token_hex(4)}{extension}.tmp")
     try:
-        suffix = await anyio.to_thread.run_sync(write_failed_rows, contract, paths, upload_format, target)
+        suffix = await anyio.to_thread.run_sync(write_failed_rows, contract, files, upload_format, target)
         handle = open(target, "rb")  # noqa: SIM115 (closed by the stream below)
     except (OSError, duckdb.IOException) as error:
         raise ServiceUnavailableError(
@@ -538,7 +476,12 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     settings = settings or get_settings()
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     connection = connection or redis.Redis.from_url(settings.effective_redis_url)
-    services = Services(settings=settings, keys=KeyStore(settings.keys_path), jobs=JobStore(connection, settings))
+    services = Services(
+        settings=settings,
+        keys=KeyStore(settings.keys_path),
+        jobs=JobStore(connection, settings),
+        queues=Queues(connection, settings),
+    )
     openapi = OpenAPIConfig(
         title="Stockyard import API",
         version="1.0.0",
@@ -552,7 +495,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     )
     app = Litestar(
         route_handlers=[
-            *(_import_handler(contract) for contract in CONTRACTS.values()),
+            *(_import_handler(kind.contract) for kind in KINDS.values()),
             job_status,
             job_errors,
             job_warnings,

@@ -21,8 +21,9 @@ from service.settings import get_settings
 
 _DEV_KEY_MARKER = ".dev-key-created"
 _PR_SET_PDEATHSIG = 1
-_WORKER_RESTARTS = 5
-"""A worker that dies is restarted (its job is recovered), up to this many times a minute."""
+_STABLE_SECONDS = 60.0
+_MAX_RESTART_BACKOFF = 60.0
+"""A worker that dies is restarted at once; one that dies again within a minute, after 1, 2, 4 ... 60 s."""
 
 
 def _apply(data_dir: Path | None, **environment: object) -> None:
@@ -54,14 +55,13 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on [env STOCKYARD_PORT; default 8000].")
 @click.option(
     "--workers",
-    type=click.IntRange(1, 1),
-    default=1,
-    show_default=True,
-    help="Worker processes. Merges go through one writer, so one worker drains the queue.",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes: each prepares jobs, one of them applies them [env STOCKYARD_WORKERS; default 2].",
 )
-def serve(data_dir: Path | None, host: str | None, port: int | None, workers: int) -> None:
-    """The API, the worker and (without REDIS_URL) an embedded Redis, in one command; Ctrl-C stops all."""
-    _apply(data_dir, host=host, port=port)
+def serve(data_dir: Path | None, host: str | None, port: int | None, workers: int | None) -> None:
+    """The API, the workers and (without REDIS_URL) an embedded Redis, in one command; Ctrl-C stops all."""
+    _apply(data_dir, host=host, port=port, workers=workers)
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     options = _child_options()
@@ -72,13 +72,14 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
         redis_server = start_redis(settings.redis_dir, settings.redis_socket, **options)
         os.environ["REDIS_URL"] = settings.effective_redis_url
     command = [sys.executable, "-m", "service.cli"]
-    worker = subprocess.Popen([*command, "worker"], **options)
+    workers_running = [_Restarting("worker", [*command, "worker"], options) for _ in range(settings.workers)]
     api_server = subprocess.Popen([*command, "api"], **options)
 
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"Stockyard API   {url}")
     click.echo(f"API docs        {url}/schema  (OpenAPI JSON: {url}/schema/openapi.json)")
     click.echo(f"Data directory  {settings.data_dir}")
+    click.echo(f"Workers         {settings.workers} (each prepares jobs; one applies them)")
     click.echo(f"Analysts' copy  {settings.analytics_path}  (open it read-only with DuckDB)")
     _print_dev_key(settings.data_dir)
 
@@ -91,30 +92,53 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     failed = False
-    restarts: list[float] = []
     while not stopping:
-        if worker.poll() is not None:
-            restarts = [moment for moment in restarts if moment > time.monotonic() - 60]
-            if len(restarts) >= _WORKER_RESTARTS:
-                click.echo(f"The worker keeps exiting (last code {worker.returncode}); stopping.", err=True)
-                failed = stopping = True
-                break
-            click.echo(f"The worker exited with {worker.returncode}; restarting it (its job resumes).", err=True)
-            restarts.append(time.monotonic())
-            worker = subprocess.Popen([*command, "worker"], **options)
+        for each in workers_running:
+            each.keep_running()
         for name, child in (("API", api_server), ("Redis", redis_server)):
             if child is not None and child.poll() is not None:
                 click.echo(f"The {name} exited with {child.returncode}; stopping.", err=True)
                 failed = stopping = True
         time.sleep(0.2)
-    # API and worker together: in-flight requests finish, the running job completes (or, past the
-    # timeout, is rolled back and resumes at the next start). Redis last: both still need it.
-    _stop_children([api_server, worker], settings.shutdown_timeout_seconds)
+    # API and workers together: in-flight requests finish, running jobs complete (or, past the
+    # timeout, are rolled back and resume at the next start). Redis last: they all still need it.
+    _stop_children([api_server, *(each.process for each in workers_running)], settings.shutdown_timeout_seconds)
     if redis_server is not None:
         _stop_children([redis_server], 30)
     click.echo("Stockyard stopped.")
     if failed:
         sys.exit(1)
+
+
+class _Restarting:
+    """A child that `serve` restarts whenever it exits, waiting longer each time it exits again soon after
+    (1 s, doubling up to a minute): a worker that keeps dying never takes the API down with it."""
+
+    def __init__(self, name: str, command: list[str], options: dict[str, Any]) -> None:
+        self.name = name
+        self.command = command
+        self.options = options
+        self.process = subprocess.Popen(command, **options)
+        self.started = time.monotonic()
+        self.backoff = 0.0
+        self.restart_at: float | None = None
+
+    def keep_running(self) -> None:
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.process = subprocess.Popen(self.command, **self.options)
+                self.started, self.restart_at = now, None
+            return
+        if self.process.poll() is None:
+            return
+        stable = now - self.started > _STABLE_SECONDS
+        self.backoff = 0.0 if stable else min(max(1.0, 2 * self.backoff), _MAX_RESTART_BACKOFF)
+        when = "now" if not self.backoff else f"in {self.backoff:.0f} s"
+        click.echo(
+            f"The {self.name} exited with {self.process.returncode}; restarting it {when} (its job resumes).", err=True
+        )
+        self.restart_at = now + self.backoff
 
 
 def _child_options() -> dict[str, Any]:
@@ -182,21 +206,25 @@ def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
 
 @main.command()
 @data_dir_option
-@click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--burst", is_flag=True, help="Prepare and apply everything queued, then exit.")
 def worker(data_dir: Path | None, burst: bool) -> None:
-    """The worker: validates, transforms and merges queued imports, one at a time."""
+    """A worker: prepares queued imports and, when no other process does, applies them to the warehouse.
+
+    Run as many as you like, on this machine or others that share Redis and the data directory; on a
+    machine that must not open the warehouse file, set STOCKYARD_APPLY=never.
+    """
     import redis
 
-    from service import warehouse
-    from service.worker import ImportWorker
+    from service.worker import drain, run_worker
 
     _apply(data_dir)
     settings = get_settings()
     _log_to_stderr()
-    with warehouse.writer_lock(settings.data_dir):
-        warehouse.publish(settings.warehouse_path, settings.analytics_path)
     connection = redis.Redis.from_url(settings.effective_redis_url)
-    ImportWorker(settings, connection).work(burst=burst, logging_level="WARNING")
+    if burst:
+        drain(settings, connection)
+        return
+    run_worker(settings, connection)
 
 
 def _log_to_stderr() -> None:
@@ -262,7 +290,7 @@ def keys_revoke(data_dir: Path | None, key_id: str) -> None:
 # --- the client: upload a file, follow its job ------------------------------------------------------
 
 IMPORT_KINDS = ("catalog", "inventory", "suppliers", "purchase-orders", "orders", "demand-history")
-"""The six kinds (contracts.CONTRACTS), spelled out: the client starts without loading the contracts."""
+"""The six kinds (service.kinds.KINDS), spelled out: the client starts without loading the contracts."""
 
 url_option = click.option(
     "--url",

@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
+from service.job_files import JobFiles
 from service.staging import UploadFormat
 
 ROW_COLUMN = "_row"
@@ -71,20 +72,20 @@ def _cell(text: str) -> str:
     )
 
 
-def _load(con: duckdb.DuckDBPyConnection, contract: Contract, paths: dict[str, Path]) -> None:
+def _load(con: duckdb.DuckDBPyConnection, contract: Contract, files: JobFiles) -> None:
     """`failed` (the staged rows that have errors), `failed_lines` (their lines) and `messages`
     (`__row`, `__line` or NULL for the row itself, `__messages` in the order the status lists them)."""
     con.execute(
         "CREATE TEMP TABLE errors AS SELECT row AS __row, field, message, file_row_number AS __position"
-        f" FROM read_parquet({_literal(str(paths['errors']))}, file_row_number=true) WHERE row IS NOT NULL"
+        f" FROM read_parquet({_literal(str(files.errors))}, file_row_number=true) WHERE row IS NOT NULL"
     )
     con.execute(
-        f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(paths['rows']))})"
+        f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(files.rows))})"
         f" WHERE {ROW} IN (SELECT __row FROM errors)"
     )
     if contract.has_lines:
         con.execute(
-            f"CREATE TEMP TABLE failed_lines AS SELECT * FROM read_parquet({_literal(str(paths['lines']))})"
+            f"CREATE TEMP TABLE failed_lines AS SELECT * FROM read_parquet({_literal(str(files.lines))})"
             f" WHERE {ROW} IN (SELECT __row FROM errors)"
         )
     con.execute(
@@ -154,14 +155,14 @@ def _records(contract: Contract, upload_format: UploadFormat) -> str:
     return f"SELECT {', '.join(cells + line_cells + extra)} FROM failed r{joins} ORDER BY r.{ROW}, {line} NULLS FIRST"
 
 
-def write_failed_rows(contract: Contract, paths: dict[str, Path], upload_format: UploadFormat, target: Path) -> bytes:
+def write_failed_rows(contract: Contract, files: JobFiles, upload_format: UploadFormat, target: Path) -> bytes:
     """Write the failed rows of a job to `target`; return what must be sent after it (JSON's closing).
 
     For JSON, what is sent before it is `json_prefix(contract)`: the rows are written as lines, so
     that the file is never built in memory.
     """
     with duckdb.connect(config={"threads": 2, "preserve_insertion_order": True}) as con:
-        _load(con, contract, paths)
+        _load(con, contract, files)
         output = _literal(str(target))
         if upload_format in (UploadFormat.JSON, UploadFormat.NDJSON):
             text = "__text"

@@ -1,15 +1,20 @@
 """Recovery: every accepted job is finished, whatever happened to Redis or to the worker that had it.
 
 The durable records under staging/{org}/ are the truth. Recovery compares them with Redis and puts
-back what is missing: the cached record, the index of open jobs, and the queue entry of every open job
-that no live process is running. Re-queued jobs go to the front of the queue in acceptance order
-(createdAt), ahead of anything accepted later, so an organization's jobs still apply in order. A job
-whose staged upload is gone cannot be finished: it becomes FAILED with the reason.
+back what is missing: the cached record, both indexes (service/job_store.py), and the RQ job that
+moves each unsettled job on:
+- an open job that nobody prepares (its lock is free) and that is not prepared goes back to the front of
+  its prepare queue. If a worker had it (PROCESSING), that worker died preparing it: after
+  STOCKYARD_MAX_ATTEMPTS such deaths the job fails with the reason, so that a job that kills its
+  worker (out of memory) cannot keep every other job waiting;
+- a prepared job, or a FAILED one whose import_jobs row is not written, needs the applier: an apply job
+  of its organization is queued, unless one is or a lane is at it;
+- a job whose staged upload is gone cannot be finished: it becomes FAILED with the reason.
 
 A full pass reads every durable record; it runs when a worker starts and whenever Redis is not the
-one last reconciled (restarted, flushed, replaced). Between those, a quick pass reads only the open
-jobs that the Redis index names: it catches a job whose worker died (its lock is free, it is PROCESSING
-and not queued) within one recovery interval.
+one last reconciled (restarted, flushed, replaced), and until it has run the applier applies nothing
+(the head of an organization is not known for sure). Between those, a quick pass reads only the open
+jobs the Redis index names: it catches a job whose worker died within one recovery interval.
 """
 
 from __future__ import annotations
@@ -21,21 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from rq.job import Job
 
-from contracts import CONTRACTS
-from service.jobs import (
-    OPEN_JOBS,
-    JobRecord,
-    JobStatus,
-    JobStore,
-    acceptance_score,
-    fail_job,
-    job_id_of,
-    job_is_running,
-)
+from service.files import remove_quietly
+from service.job import JobRecord, JobStatus, acceptance_order
+from service.job_files import JobFiles, apply_lock_path, is_locked
+from service.job_store import OPEN_JOBS, JobStore, durable_records, organization_jobs_key
+from service.kinds import KINDS
+from service.prepare import fail_job, missing_upload, release_stale_reservations
+from service.queue import Queues, job_id_of, queued_ids
 from service.settings import Settings
-from service.staging import JOB_ID_PATTERN, remove_quietly, staged_paths
 
 RECONCILED = "stockyard:reconciled-with"
 """The run id of the Redis server that the last full pass reconciled; another run id means a full pass."""
@@ -51,6 +50,7 @@ class RecoveryReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    applying: list[str] = field(default_factory=list)
     removed_partial_files: int = 0
 
 
@@ -68,51 +68,56 @@ def needs_full_pass(connection: redis.Redis) -> bool:
     return reconciled is None or _text(reconciled) != redis_run_id(connection)
 
 
-def _open_index(connection: redis.Redis) -> list[tuple[str, str]]:
-    """(organization, job id) of each job the Redis index says is open."""
-    members = [_text(member) for member in connection.zrange(OPEN_JOBS, 0, -1)]
-    return [(member.partition("/")[0], member.partition("/")[2]) for member in members]
-
-
-def _queue_entries(pipe: Any, key: str) -> list[str]:
-    return [_text(entry) for entry in pipe.lrange(key, 0, -1)]
-
-
 def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> RecoveryReport:
-    """Put every open job that nobody runs back on the queue, in acceptance order; fail what cannot run."""
+    """Put every unsettled job that nothing moves on back in motion; fail what cannot run."""
+    queues = Queues(store.redis, settings)
     run_id = redis_run_id(store.redis)
     full = full or needs_full_pass(store.redis)
     report = RecoveryReport(full=full)
     if full:
-        records = list(_durable_records(settings.staging_dir))
+        records = durable_records(settings.staging_dir)
         _restore_cache(store, records)
         report.removed_partial_files = _remove_partial_files(settings.staging_dir)
     else:
         records = _indexed_open_records(store)
     waiting: list[JobRecord] = []
-    for record in sorted((r for r in records if r.is_open), key=lambda r: (acceptance_score(r), r.job_id)):
-        paths = staged_paths(settings.staging_dir, record.organization_id, record.job_id)
-        if job_is_running(paths["lock"]):
+    needs_applier: set[str] = set()
+    for record in sorted((r for r in records if not r.is_settled), key=acceptance_order):
+        files = store.files(record)
+        if not record.is_open:
+            needs_applier.add(record.organization_id)
+            continue
+        if is_locked(files.lock):
             report.running.append(record.job_id)
             continue
         current = store.read_durable(record.organization_id, record.job_id)  # read after the lock check
         if current is None or not current.is_open:
             continue
-        contract = CONTRACTS.get(current.kind)
-        needed = [paths["rows"]] + ([paths["lines"]] if contract is not None and contract.has_lines else [])
-        if contract is None or not all(path.exists() for path in needed):
-            missing = ", ".join(p.name for p in needed if not p.exists())
-            reason = (
-                f"import failed: the staged upload of this job is missing ({missing})"
-                if contract is not None
-                else f"import failed: unknown import kind {current.kind!r}"
-            )
-            fail_job(store, settings, current, reason)
+        if current.prepared and all(p.exists() for p in _prepared_files(current, files)):
+            needs_applier.add(current.organization_id)
+            continue
+        problem = _why_it_cannot_run(current, files)
+        if problem is None and current.status == JobStatus.PROCESSING and not current.prepared:
+            current.attempts += 1  # a worker died preparing it
+            if current.attempts >= settings.max_attempts:
+                problem = (
+                    f"import failed: preparing this job stopped its worker {current.attempts} times"
+                    " (out of memory, or killed); it is not tried again"
+                )
+        if problem is not None:
+            fail_job(store, queues, current, problem)
             report.failed.append(current.job_id)
-            logger.warning("job %s cannot be finished: %s", current.job_id, reason)
+            logger.warning("job %s cannot be finished: %s", current.job_id, problem)
             continue
         waiting.append(current)
-    report.requeued = _queue_in_order(store, waiting)
+    report.requeued = _queue_to_prepare(store, queues, waiting)
+    report.applying = sorted(needs_applier)
+    for organization_id in report.applying:
+        if not is_locked(apply_lock_path(settings.staging_dir, organization_id)):
+            queues.kick_apply(organization_id)
+    if not full:
+        _ask_for_waiting_organizations(store, queues, settings)
+    release_stale_reservations(store.redis, lambda job_id: _is_being_prepared(store, settings, job_id))
     if full:
         store.redis.set(RECONCILED, run_id)
     if report.requeued:
@@ -124,100 +129,92 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
             _some(report.requeued),
         )
     if report.failed:
-        logger.warning("recovery: %d job(s) failed, their upload is gone: %s", len(report.failed), _some(report.failed))
+        logger.warning("recovery: %d job(s) failed: %s", len(report.failed), _some(report.failed))
     return report
+
+
+def _prepared_files(record: JobRecord, files: JobFiles) -> list[Path]:
+    return [files.prepared_rows, *([files.prepared_lines] if KINDS[record.kind].contract.has_lines else [])]
+
+
+def _why_it_cannot_run(record: JobRecord, files: JobFiles) -> str | None:
+    kind = KINDS.get(record.kind)
+    if kind is None:
+        return f"import failed: unknown import kind {record.kind!r}"
+    return missing_upload(kind.contract, files)
+
+
+def _is_being_prepared(store: JobStore, settings: Settings, job_id: str) -> bool:
+    cached = store.redis.hget(store.cache_key(job_id), "organization_id")
+    if cached is None:
+        return False
+    organization_id = _text(cached).strip('"')
+    return is_locked(JobFiles.of(settings.staging_dir, organization_id, job_id).lock)
 
 
 def _some(job_ids: list[str]) -> str:
     return ", ".join(job_ids[:10]) + (f" and {len(job_ids) - 10} more" if len(job_ids) > 10 else "")
 
 
-def _durable_records(staging_dir: Path) -> list[JobRecord]:
-    records = []
-    for path in staging_dir.glob("*/*.json"):
-        if not JOB_ID_PATTERN.match(path.stem):
-            continue
-        record = JobRecord.from_durable(path)
-        # a record is trusted only where its own path puts it
-        if record is not None and record.job_id == path.stem and record.organization_id == path.parent.name:
-            records.append(record)
-    return records
-
-
 def _indexed_open_records(store: JobStore) -> list[JobRecord]:
     records = []
-    for organization_id, job_id in _open_index(store.redis):
+    for member in store.redis.zrange(OPEN_JOBS, 0, -1):
+        organization_id, _, job_id = _text(member).partition("/")
         record = store.read_durable(organization_id, job_id)
         if record is None or not record.is_open:
-            store.redis.zrem(OPEN_JOBS, f"{organization_id}/{job_id}")  # finished meanwhile, or removed
+            store.redis.zrem(OPEN_JOBS, _text(member))  # finished meanwhile, or removed
             continue
         records.append(record)
     return records
 
 
+def _ask_for_waiting_organizations(store: JobStore, queues: Queues, settings: Settings) -> None:
+    """Every organization with unsettled jobs and no lane at it gets an apply job (queue.kick_apply keeps
+    it to one a minute): an apply job lost with a dead applier is asked for again."""
+    prefix = organization_jobs_key("")
+    for key in store.redis.scan_iter(organization_jobs_key("*")):
+        organization_id = _text(key)[len(prefix) :]
+        if not is_locked(apply_lock_path(settings.staging_dir, organization_id)):
+            queues.kick_apply(organization_id)
+
+
 def _restore_cache(store: JobStore, records: list[JobRecord]) -> None:
-    """Copy to Redis each record it lost or holds an older state of, and bring the open-jobs index in step."""
+    """Copy to Redis each record it lost or holds an older state of, and bring both indexes in step."""
     with store.redis.pipeline(transaction=False) as pipe:
         for record in records:
-            pipe.hget(store.cache_key(record.job_id), "status")
-        cached_statuses = pipe.execute()
-    open_members = {record.index_member for record in records if record.is_open}
+            pipe.hmget(store.cache_key(record.job_id), ["status", "prepared", "recorded"])
+        cached = pipe.execute()
     with store.redis.pipeline(transaction=False) as pipe:
-        for record, cached in zip(records, cached_statuses, strict=True):
-            if cached is None or (not record.is_open and _text(cached) != f'"{record.status}"'):
+        for record, (status, prepared, recorded) in zip(records, cached, strict=True):
+            current = tuple(value.encode() for value in (f'"{record.status}"', str(record.prepared).lower(),
+                                                                 str(record.recorded).lower()))  # fmt: skip
+            if not record.is_settled or (status, prepared, recorded) != current:  # an unsettled one: its indexes too
                 store.cache(record, pipeline=pipe)
-            elif record.is_open:
-                pipe.zadd(OPEN_JOBS, {record.index_member: acceptance_score(record)})
         pipe.execute()
-    for organization_id, job_id in _open_index(store.redis):
-        if f"{organization_id}/{job_id}" not in open_members:  # accepted since the scan, finished, or gone?
+    kept = {record.index_member for record in records if record.is_open}
+    for member in store.redis.zrange(OPEN_JOBS, 0, -1):
+        if _text(member) not in kept:  # accepted since the scan, finished, or gone?
+            organization_id, _, job_id = _text(member).partition("/")
             indexed = store.read_durable(organization_id, job_id)
             if indexed is None or not indexed.is_open:
-                store.redis.zrem(OPEN_JOBS, f"{organization_id}/{job_id}")
+                store.redis.zrem(OPEN_JOBS, _text(member))
 
 
-def _queue_in_order(store: JobStore, waiting: list[JobRecord]) -> list[str]:
-    """Make the waiting jobs the head of the queue, in acceptance order; return the ids re-queued.
-
-    Nothing is touched when they already stand there in that order. Otherwise their old entries are
-    removed and new ones pushed at the front in one transaction, so that no worker dequeues in between.
-    """
+def _queue_to_prepare(store: JobStore, queues: Queues, waiting: list[JobRecord]) -> list[str]:
+    """Queue each waiting job that is not queued already, at the front of its prepare queue, oldest first."""
     if not waiting:
         return []
-    queue = store.queue()
-    wanted = [record.job_id for record in waiting]
-    wanted_set = set(wanted)
-    with store.redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(queue.key)  # type: ignore[no-untyped-call]
-                entries = _queue_entries(pipe, queue.key)
-                queued = [job_id_of(entry) for entry in entries]
-                if list(dict.fromkeys(job_id for job_id in queued if job_id in wanted_set)) == wanted:
-                    pipe.unwatch()
-                    return []
-                break
-            except redis.WatchError:
-                continue
-    for record in waiting:
-        if record.status != JobStatus.PENDING:  # PENDING again: queued, and nobody has it
-            store.update(record, status=JobStatus.PENDING.value, started_at=None, processed_count=0)
-    with store.redis.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(queue.key)  # type: ignore[no-untyped-call]
-                entries = _queue_entries(pipe, queue.key)
-                pipe.multi()
-                for entry in entries:
-                    if job_id_of(entry) in wanted_set:
-                        pipe.lrem(queue.key, 0, entry)
-                        pipe.delete(Job.key_for(entry))
-                for record in reversed(waiting):  # each push goes to the front: the oldest ends up first
-                    store.enqueue(record, retry=True, pipeline=pipe)
-                pipe.execute()
-                return wanted
-            except redis.WatchError:
-                continue
+    queued: set[str] = set()
+    for queue in (queues.prepare, queues.prepare_large):
+        queued.update(job_id for job_id in map(job_id_of, queued_ids(queue)) if job_id)
+    requeued = []
+    for record in reversed(waiting):  # each goes to the front: the oldest ends up first
+        if record.job_id in queued and record.status == JobStatus.PENDING:
+            continue
+        store.update(record, status=JobStatus.PENDING.value, started_at=None, processed_count=0)
+        queues.enqueue_prepare(record, again=True)
+        requeued.append(record.job_id)
+    return list(reversed(requeued))
 
 
 def _remove_partial_files(staging_dir: Path) -> int:

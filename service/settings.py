@@ -30,8 +30,34 @@ class Settings:
     """Least time between two copies of the warehouse for analysts while jobs keep coming."""
     job_timeout_seconds: int = field(default_factory=lambda: int(_env("JOB_TIMEOUT", "7200")))
     """How long one import may run before the worker gives up on it (RQ's default is 180 s)."""
-    queue_name: str = field(default_factory=lambda: _env("QUEUE", "stockyard-imports"))
-    """The RQ queue imports go through; one worker drains it, so merges keep their order."""
+    queue_name: str = field(default_factory=lambda: _env("QUEUE", "stockyard"))
+    """The prefix of the RQ queues: `{name}-prepare`, `{name}-prepare-large` and `{name}-apply`."""
+    workers: int = field(default_factory=lambda: int(_env("WORKERS", "2")))
+    """How many workers `serve` runs: each prepares jobs, and one of them applies them."""
+    apply: bool = field(default_factory=lambda: _env("APPLY", "auto").lower() not in ("never", "false", "0", "no"))
+    """Whether a worker may become the applier (`auto`); `never` for workers on machines that must not
+    open the warehouse file."""
+    apply_lanes: int = field(default_factory=lambda: int(_env("APPLY_LANES", "8")))
+    """How many organizations the applier merges at once (one lane each)."""
+    group_max_rows: int = field(default_factory=lambda: int(_env("GROUP_MAX_ROWS", "50000")))
+    """A job of at most this many rows is small: it is prepared and applied together with the small jobs
+    queued beside it, up to this many rows in all."""
+    group_max_jobs: int = field(default_factory=lambda: int(_env("GROUP_MAX_JOBS", "100")))
+    """The most small jobs prepared or applied together."""
+    validation_chunk_rows: int = field(default_factory=lambda: int(_env("VALIDATION_CHUNK_ROWS", "250000")))
+    """A large job is validated this many rows at a time: its progress grows, and small jobs waiting to be
+    prepared are prepared between two chunks."""
+    prepare_rows_in_flight: int = field(
+        default_factory=lambda: int(_env("PREPARE_ROWS_IN_FLIGHT", "20000000"))
+    )
+    """The most rows of large jobs being prepared at once, by all workers together (memory grows with
+    them); a large job waits until it fits, or runs alone when it is larger than this."""
+    duckdb_memory_limit: str = field(default_factory=lambda: _env("DUCKDB_MEMORY_LIMIT", "2GB"))
+    """The most memory one DuckDB database of a process may use (DuckDB's own default is 80% of RAM)."""
+    duckdb_threads: int = field(default_factory=lambda: int(_env("DUCKDB_THREADS", "2")))
+    """Threads of each DuckDB database of a process."""
+    max_attempts: int = field(default_factory=lambda: int(_env("MAX_ATTEMPTS", "3")))
+    """A job whose preparation killed its worker this many times fails, with the reason."""
     recovery_interval_seconds: float = field(default_factory=lambda: float(_env("RECOVERY_INTERVAL", "10")))
     """How often an idle worker looks for accepted jobs that Redis lost or whose worker died."""
     shutdown_timeout_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_TIMEOUT", "60")))

@@ -5,9 +5,7 @@ array), and DuckDB's JSON reader writes each row's fields as the JSON text that 
 judged here except the request as a whole: a wrong type is a row error in the worker, never a lost
 row. Files are written to a temporary name, fsynced and renamed, so a staged file is whole or absent.
 
-Layout, per organization: staging/{org}/{jobId}.parquet (rows), {jobId}.lines.parquet (lines of
-purchase orders and orders), {jobId}.json (the job's durable record, see service/jobs.py), and
-{jobId}.lock, held by the process running the job (a dead worker's lock is released by the kernel).
+The files of a job are named in service/job_files.py.
 
 Duplicate keys: in the top-level object they are refused (one of two arrays would be dropped unseen);
 inside a row or a line the last occurrence wins, as in JavaScript's JSON.parse and Python's json.
@@ -29,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import json
 import logging
 import mmap
 import os
@@ -48,10 +45,10 @@ import pyarrow as pa
 
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError, PayloadTooLargeError, ServiceUnavailableError
+from service.files import commit_file, remove_quietly
 
 logger = logging.getLogger(__name__)
 
-JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _PADDING = b" "
 _STORAGE_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # What may stand between two values of the top-level object: a comma (or the brace) and one key.
@@ -117,26 +114,6 @@ class StagedUpload:
     row_count: int
 
 
-def organization_dir(staging_dir: Path, organization_id: str) -> Path:
-    return staging_dir / organization_id
-
-
-def staged_paths(staging_dir: Path, organization_id: str, job_id: str) -> dict[str, Path]:
-    """Every file of a job. Job ids are checked first: no crafted id can name a path elsewhere."""
-    if not JOB_ID_PATTERN.match(job_id):
-        raise ValueError(f"not a job id: {job_id!r}")
-    base = organization_dir(staging_dir, organization_id)
-    return {
-        "body": base / f"{job_id}.body",
-        "rows": base / f"{job_id}.parquet",
-        "lines": base / f"{job_id}.lines.parquet",
-        "record": base / f"{job_id}.json",
-        "errors": base / f"{job_id}.errors.parquet",
-        "warnings": base / f"{job_id}.warnings.parquet",
-        "lock": base / f"{job_id}.lock",
-    }
-
-
 def storage_error(error: OSError | duckdb.Error) -> ServiceUnavailableError:
     """The client's view of a failed write while staging: 507 when space ran out, 503 otherwise.
 
@@ -159,38 +136,6 @@ def storage_error(error: OSError | duckdb.Error) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         f"the staging area is not writable ({cause}); nothing was kept, retry later", status_code=503
     )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_and_rename(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_quietly(*paths: Path) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + ".tmp").unlink()
 
 
 def _isolate_array(body_path: Path, array_key: str) -> int:
@@ -716,9 +661,9 @@ def stage_body(
             row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
             if not ordered:
                 _ensure_row_order(con, rows_tmp)
-        fsync_and_rename(rows_tmp, rows_path)
+        commit_file(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
-            fsync_and_rename(lines_tmp, lines_path)
+            commit_file(lines_tmp, lines_path)
     except (duckdb.IOException, OSError) as error:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
         raise storage_error(error) from None
@@ -804,7 +749,3 @@ class BodyDecoder:
             if data:
                 self._at_line_start = data.endswith(b"\n")
         return data
-
-
-def write_record(path: Path, record: dict[str, object]) -> None:
-    write_atomically(path, json.dumps(record).encode())

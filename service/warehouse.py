@@ -1,11 +1,11 @@
-"""The DuckDB warehouse: its tables, the one-transaction merge of a job, and the analysts' copy.
+"""The DuckDB warehouse: its tables, the one-transaction merge of jobs, and the analysts' copy.
 
-Only the worker opens the live file, and only under an exclusive lock (DuckDB allows one read-write
-process per file). Uniqueness of keys is kept by this single writer rather than by PRIMARY KEY
-indexes: one key join finds the rows a job replaces, they are deleted, and every incoming row is
-appended. That is several times faster than MERGE or ON CONFLICT on an indexed table (see
-benchmarks/), and the property tests in tests/service/test_merge_model.py check that no key is ever
-duplicated.
+Only the applier (service/applier.py) opens the live file, and holds it for as long as it runs (DuckDB
+allows one read-write process per file); its lanes merge the jobs of different organizations at once,
+each in a transaction of its own cursor. Uniqueness of keys is kept by the merge rather than by PRIMARY
+KEY indexes: one key join finds the rows a job replaces, they are deleted, and every incoming row is
+appended. That is several times faster than MERGE or ON CONFLICT on an indexed table (see benchmarks/),
+and the property tests in tests/service/test_merge_model.py check that no key is ever duplicated.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import polars as pl
 
-from service.staging import fsync_and_rename
+from service.files import commit_file, temporary_path
+from service.job import WAREHOUSE_COLUMNS, JobRecord, JobStatus, parse_iso
 from transforms import Prepared
 
 LAST_JOB = "last_job_id"
@@ -32,6 +35,10 @@ _POSITION = "__position"
 """An incoming row's place in its frame: what tells a matched row from a new one."""
 CHECKPOINT_THRESHOLD = "1GB"
 """WAL size at which a commit checkpoints anyway: a bound on replay time, far above what one interval writes."""
+STORAGE_VERSION = "v1.5.0"
+"""The storage format of a new warehouse file: DuckDB 1.5 cannot read 2.0's own format."""
+WAREHOUSE_LOCK = "warehouse.lock"
+"""The flock, in the data directory, of the one process that holds the live warehouse."""
 
 LINEAGE = "created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, last_job_id VARCHAR NOT NULL"
 
@@ -63,10 +70,7 @@ CREATE TABLE IF NOT EXISTS demand_history (
     organization_id VARCHAR NOT NULL, sku_id VARCHAR NOT NULL, location_id VARCHAR NOT NULL,
     week_starting DATE NOT NULL, channel VARCHAR NOT NULL, actual_demand DOUBLE NOT NULL,
     forecasted_demand DOUBLE NOT NULL, {LINEAGE});
-CREATE TABLE IF NOT EXISTS import_jobs (
-    job_id VARCHAR NOT NULL, organization_id VARCHAR NOT NULL, type VARCHAR NOT NULL, status VARCHAR NOT NULL,
-    row_count BIGINT NOT NULL, processed_count BIGINT NOT NULL, failed_count BIGINT NOT NULL,
-    created_at TIMESTAMP NOT NULL, started_at TIMESTAMP, completed_at TIMESTAMP);
+CREATE TABLE IF NOT EXISTS import_jobs ({", ".join(WAREHOUSE_COLUMNS.values())});
 """
 
 
@@ -87,21 +91,6 @@ class KindTables:
     lines: Table | None = None
 
 
-KIND_TABLES: dict[str, KindTables] = {
-    "catalog": KindTables(Table("products", ("external_id",), auto_created=True)),
-    "suppliers": KindTables(Table("suppliers", ("external_id",), auto_created=True)),
-    "inventory": KindTables(Table("inventory_levels", ("sku_id", "location_id"))),
-    "purchase-orders": KindTables(
-        Table("purchase_orders", ("external_po_number",)),
-        Table("purchase_order_lines", ("external_po_number", "line_number")),
-    ),
-    "orders": KindTables(
-        Table("orders", ("external_order_id",)),
-        Table("order_lines", ("external_order_id", "line_number")),
-    ),
-    "demand-history": KindTables(Table("demand_history", ("sku_id", "location_id", "week_starting", "channel"))),
-}
-
 # Stub records for references an organization does not have yet: (table, key column, extra columns).
 STUB_COLUMNS: dict[str, dict[str, str]] = {
     "products": {"external_id": "s.external_id", "name": "s.external_id"},
@@ -111,63 +100,107 @@ STUB_COLUMNS: dict[str, dict[str, str]] = {
 STUB_KEYS = {"products": "external_id", "suppliers": "external_id", "locations": "location_id"}
 
 
-@dataclass(frozen=True)
-class JobOutcome:
-    """The import_jobs row of a job (naive UTC times). A completed_at of None given to apply_jobs is the
-    moment the job's rows are written, just before COMMIT."""
-
-    job_id: str
-    organization_id: str
-    kind: str
-    status: str
-    row_count: int
-    processed_count: int
-    failed_count: int
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-
-
-@contextmanager
-def writer_lock(data_dir: Path) -> Iterator[None]:
-    """Exclusive use of the live warehouse file, across processes."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "warehouse.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextmanager
-def open_warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The live warehouse, read-write, with its tables created. Hold writer_lock around it."""
-    con = _connect(path)
-    try:
-        if not _has_schema(con):
-            con.execute(SCHEMA)
-        yield con
-    finally:
-        con.close()
-
-
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
     """A read-write connection that checkpoints only when told to (publish, close), never on COMMIT.
 
     DuckDB's automatic checkpoint fired on the commit of small jobs that update rows scattered over a
     large table and rewrote the row groups they touched: 0.7 s of a 1.0 s job at 10M rows. The WAL it
     leaves is replayed on the next open; publishing (at most once per interval) checkpoints it away.
+    A new file is written in the storage format of DuckDB 1.5, which 1.5 and 2.x clients both read.
     """
-    return duckdb.connect(str(path), config={"threads": 2, "checkpoint_threshold": CHECKPOINT_THRESHOLD})
+    return duckdb.connect(
+        str(path),
+        config={
+            "threads": threads,
+            "memory_limit": memory_limit,
+            "checkpoint_threshold": CHECKPOINT_THRESHOLD,
+            "storage_compatibility_version": STORAGE_VERSION,
+        },
+    )
 
 
 def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
-    """Every table exists already: skip the DDL, which costs tens of milliseconds per job."""
+    """Every table exists already: skip the DDL."""
     (found,) = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ?", [list(TABLES)]
     ).fetchone() or (0,)
     return int(found) == len(TABLES)
+
+
+class Warehouse:
+    """The live warehouse file, held by this process alone (an flock beside it) for as long as it is open.
+
+    One DuckDB database, and a cursor of it per lane: cursors of one database commit disjoint changes
+    concurrently, which is how the jobs of different organizations are merged at once. Publishing
+    checkpoints while lanes keep merging: a checkpoint writes what is committed, never what is not.
+    """
+
+    def __init__(self, data_dir: Path, path: Path, *, memory_limit: str = "2GB", threads: int = 2) -> None:
+        self.data_dir = data_dir
+        self.path = path
+        self._memory_limit = memory_limit
+        self._threads = threads
+        self._lock: IO[str] | None = None
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._publishing = threading.Lock()
+
+    def try_hold(self) -> bool:
+        """Take the file for this process if no other process has it; True if this process has it now."""
+        if self._lock is not None:
+            return True
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.data_dir / WAREHOUSE_LOCK, "a")  # noqa: SIM115 - kept open while held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._lock = handle
+        return True
+
+    @property
+    def is_held(self) -> bool:
+        return self._lock is not None
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        if self._lock is None:
+            raise RuntimeError("the warehouse is not held by this process")
+        if self._connection is None:
+            connection = _connect(self.path, self._memory_limit, self._threads)
+            if not _has_schema(connection):
+                connection.execute(SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection of its own to the held database (temp tables and transactions are its own)."""
+        cursor = self._database().cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def publish(self, analytics_path: Path) -> None:
+        """Checkpoint (the file then holds every commit), copy the file, and swap the copy in atomically.
+
+        Readers holding the old copy keep their snapshot (the rename leaves their inode alone); new
+        readers see the new one; nobody ever opens the live file, so imports never wait for them.
+        """
+        with self._publishing, self.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+            _copy_for_analysts(self.path, analytics_path)
+
+    def release(self) -> None:
+        """Close the database (its checkpoint) and let another process have the file."""
+        try:
+            if self._connection is not None:
+                connection, self._connection = self._connection, None
+                connection.close()
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.close()
 
 
 def applied_at(con: duckdb.DuckDBPyConnection, job_ids: Sequence[str]) -> dict[str, datetime]:
@@ -179,52 +212,47 @@ def applied_at(con: duckdb.DuckDBPyConnection, job_ids: Sequence[str]) -> dict[s
     return {job_id: completed_at for job_id, completed_at in found}
 
 
-def apply_job(
-    con: duckdb.DuckDBPyConnection,
-    prepared: Prepared,
-    outcome: JobOutcome,
-    now: datetime,
-    before_commit: Callable[[], None] | None = None,
-) -> datetime:
-    """One job's stubs, merge-upsert, replaced lines and import_jobs row: one transaction."""
-    return apply_jobs(con, [(prepared, outcome)], now, before_commit)
-
-
 def apply_jobs(
     con: duckdb.DuckDBPyConnection,
-    jobs: Sequence[tuple[Prepared, JobOutcome]],
-    now: datetime,
+    tables: KindTables | None,
+    jobs: Sequence[tuple[Prepared, JobRecord]],
+    failed: Sequence[JobRecord] = (),
     before_commit: Callable[[], None] | None = None,
 ) -> datetime:
-    """Consecutive jobs of one organization and kind, in the order given, as one transaction; returns
-    the moment their rows were written (the completed_at of each outcome that has none).
+    """Consecutive jobs of one organization and kind, in the order given, and the import_jobs rows of
+    failed jobs of that organization, as one transaction; returns the moment their rows were written
+    (the completedAt of the merged jobs).
 
     The warehouse ends as if each job had been applied after the one before it (see combine_jobs);
     what a stream of small jobs gains is one scan of each large table for all of them, not one per
     job. A process killed before COMMIT leaves nothing of any of them behind (DuckDB logs a
     transaction to its WAL only when it commits); `before_commit` is the test hook that holds it open.
     """
-    outcomes = [outcome for _, outcome in jobs]
-    kinds = {(outcome.organization_id, outcome.kind) for outcome in outcomes}
-    if len(kinds) != 1:
-        raise ValueError(f"one transaction applies jobs of one organization and kind, not {sorted(kinds)}")
-    ((organization_id, kind),) = kinds
-    tables = KIND_TABLES[kind]
+    records = [record for _, record in jobs]
+    organizations = {record.organization_id for record in [*records, *failed]}
+    kinds = {record.kind for record in records}
+    if len(organizations) != 1 or len(kinds) > 1 or (records and tables is None):
+        raise ValueError(f"one transaction applies jobs of one organization and kind, not {organizations}, {kinds}")
+    (organization_id,) = organizations
+    now = datetime.now(UTC).replace(tzinfo=None)
     lineage: dict[str, object] = {"org": organization_id, "now": now}
-    if len(jobs) == 1:  # the job's id is one parameter, not a column of a million copies
-        combined, lineage["job"] = jobs[0][0], outcomes[0].job_id
-    else:
-        combined = combine_jobs(tables, [(prepared, outcome.job_id) for prepared, outcome in jobs])
     con.execute("BEGIN TRANSACTION")
     try:
-        for table, references in combined.references.items():
-            _insert_stubs(con, table, references, lineage)
-        _merge_rows(con, tables.rows, combined.rows, lineage)
-        if tables.lines is not None and combined.lines is not None:
-            _replace_lines(con, tables.rows, tables.lines, combined.rows, combined.lines, lineage)
+        if records and tables is not None:
+            if len(jobs) == 1:  # the job's id is one parameter, not a column of a million copies
+                combined, lineage["job"] = jobs[0][0], records[0].job_id
+            else:
+                combined = combine_jobs(tables, [(prepared, record.job_id) for prepared, record in jobs])
+            for table, references in combined.references.items():
+                _insert_stubs(con, table, references, lineage)
+            _merge_rows(con, tables.rows, combined.rows, lineage)
+            if tables.lines is not None and combined.lines is not None:
+                _replace_lines(con, tables.rows, tables.lines, combined.rows, combined.lines, lineage)
         written = datetime.now(UTC).replace(tzinfo=None)
-        for outcome in outcomes:
-            _record_outcome(con, outcome if outcome.completed_at else replace(outcome, completed_at=written))
+        for record in records:
+            _record_job(con, record, JobStatus.COMPLETED, completed_at=written)
+        for record in failed:
+            _record_job(con, record, JobStatus.FAILED, completed_at=parse_iso(record.completed_at) or written)
         if before_commit is not None:
             before_commit()
         con.execute("COMMIT")
@@ -259,28 +287,25 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
     return Prepared(rows=rows, lines=lines, references=references)
 
 
-def record_failure(con: duckdb.DuckDBPyConnection, outcome: JobOutcome) -> None:
-    con.execute("BEGIN TRANSACTION")
-    _record_outcome(con, outcome)
-    con.execute("COMMIT")
-
-
-def _record_outcome(con: duckdb.DuckDBPyConnection, outcome: JobOutcome) -> None:
-    con.execute("DELETE FROM import_jobs WHERE job_id = ?", [outcome.job_id])
+def _record_job(con: duckdb.DuckDBPyConnection, record: JobRecord, status: JobStatus, completed_at: datetime) -> None:
+    """The job's import_jobs row, its columns taken from the record (service/job.py declares them)."""
+    row = {
+        "job_id": record.job_id,
+        "organization_id": record.organization_id,
+        "kind": record.kind,
+        "status": status.value,
+        "row_count": record.row_count,
+        "created_at": parse_iso(record.created_at),
+        "processed_count": record.row_count if status is JobStatus.COMPLETED else 0,
+        "failed_count": record.failed_count if status is JobStatus.COMPLETED else record.row_count,
+        "started_at": parse_iso(record.started_at),
+        "completed_at": completed_at,
+    }
+    con.execute("DELETE FROM import_jobs WHERE job_id = ?", [record.job_id])
+    columns = [definition.split()[0] for definition in WAREHOUSE_COLUMNS.values()]
     con.execute(
-        "INSERT INTO import_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            outcome.job_id,
-            outcome.organization_id,
-            outcome.kind,
-            outcome.status,
-            outcome.row_count,
-            outcome.processed_count,
-            outcome.failed_count,
-            outcome.created_at,
-            outcome.started_at,
-            outcome.completed_at,
-        ],
+        f"INSERT INTO import_jobs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+        [row[name] for name in WAREHOUSE_COLUMNS],
     )
 
 
@@ -391,81 +416,27 @@ def _replace_lines(
         con.unregister("incoming_lines")
 
 
-class Writer:
-    """The worker's read-write connection to the live warehouse, kept open from one job to the next.
+def publish_closed(data_dir: Path, warehouse_path: Path, analytics_path: Path) -> bool:
+    """Publish the analysts' copy from a warehouse that no process holds; False if one does.
 
-    Opening and closing (closing checkpoints) cost about 60 ms a job, which a stream of small jobs
-    cannot afford; DuckDB is built for one long-lived writer anyway. The worker closes it after a large
-    job only, to hand back the memory its merge used. Use it with writer_lock held.
+    A writer killed before its checkpoint leaves commits in the WAL: opening replays them, closing
+    checkpoints them into the file, and the copy holds them.
     """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._connection: duckdb.DuckDBPyConnection | None = None
-
-    @contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._connection is None:
-            connection = _connect(self.path)
-            if not _has_schema(connection):
-                connection.execute(SCHEMA)
-            self._connection = connection
-        try:
-            yield self._connection
-        except BaseException:
-            self.close()  # whatever went wrong, the next job starts from a fresh connection
-            raise
-
-    @property
-    def is_open(self) -> bool:
-        return self._connection is not None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()
-
-    def publish(self, analytics_path: Path) -> None:
-        """Checkpoint the open connection (so the file holds every commit), then copy the file."""
-        if self._connection is None:
-            publish(self.path, analytics_path)
-            return
-        self._connection.execute("CHECKPOINT")
-        _copy_for_analysts(self.path, analytics_path)
-
-
-_writers: dict[Path, Writer] = {}
-
-
-def writer(path: Path) -> Writer:
-    """This process's writer for the warehouse at `path`."""
-    return _writers.setdefault(path, Writer(path))
-
-
-def close_writers() -> None:
-    """Close every writer of this process (worker shutdown, tests)."""
-    for each in _writers.values():
-        each.close()
-    _writers.clear()
-
-
-def publish(warehouse_path: Path, analytics_path: Path) -> None:
-    """Copy the closed, checkpointed warehouse to the analysts' file and swap it in atomically.
-
-    Readers holding the old copy keep their snapshot (the rename leaves their inode alone); new
-    readers see the new one; nobody ever opens the live file, so imports never wait for them.
-    Call with writer_lock held and no connection to the live file open (else: Writer.publish).
-    """
-    wal = warehouse_path.with_name(warehouse_path.name + ".wal")
-    if not warehouse_path.exists() or wal.exists():
-        # a writer killed before its checkpoint leaves commits in the WAL: opening replays, closing checkpoints
-        with open_warehouse(warehouse_path):
-            pass
-    _copy_for_analysts(warehouse_path, analytics_path)
+    warehouse = Warehouse(data_dir, warehouse_path)
+    if not warehouse.try_hold():
+        return False
+    try:
+        warehouse.publish(analytics_path)
+    finally:
+        warehouse.release()
+    return True
 
 
 def _copy_for_analysts(warehouse_path: Path, analytics_path: Path) -> None:
-    tmp = analytics_path.with_name(analytics_path.name + ".tmp")
+    """Copy the checkpointed file and rename it into place. A WAL beside the copy can only be what a
+    session that opened it read-write left behind: it would break every reader, and the copy needs none."""
+    tmp = temporary_path(analytics_path)
     shutil.copyfile(warehouse_path, tmp)
     os.chmod(tmp, 0o444)
-    fsync_and_rename(tmp, analytics_path)
+    analytics_path.with_name(analytics_path.name + ".wal").unlink(missing_ok=True)
+    commit_file(tmp, analytics_path)

@@ -11,13 +11,12 @@ import duckdb
 import pytest
 import redis
 from litestar.testing import TestClient
-from rq import Queue, SimpleWorker
 
-from service import warehouse
 from service.app import create_app
 from service.auth import KeyStore, Scope
 from service.embedded_redis import start_redis
 from service.settings import Settings, get_settings
+from service.worker import drain
 
 BOTH = [Scope.IMPORT_WRITE, Scope.IMPORT_READ]
 
@@ -38,7 +37,6 @@ def settings(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", "0")
     get_settings.cache_clear()
     yield get_settings()
-    warehouse.close_writers()  # the worker keeps its connection open between jobs
     get_settings.cache_clear()
 
 
@@ -74,8 +72,8 @@ class Api:
         return self.client.get(f"/api/import/status/{job_id}", headers={"x-api-key": key or self.key})
 
     def work(self) -> None:
-        queue = Queue(self.settings.queue_name, connection=self.connection)
-        SimpleWorker([queue], connection=self.connection).work(burst=True)
+        """Prepare and apply everything queued, in this process, as the workers would."""
+        drain(get_settings(), self.connection)
 
     def run(self, kind: str, rows: list[Any], key: str | None = None) -> dict[str, Any]:
         """POST, run the worker, return the final status."""

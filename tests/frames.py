@@ -21,7 +21,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from contracts import CONTRACTS
 from contracts.common import (
     LINE,
     LINES_COUNT,
@@ -33,7 +32,8 @@ from contracts.common import (
     Validated,
     validate,
 )
-from transforms import PREPARERS, Prepared
+from service.kinds import KINDS
+from transforms import Prepared
 
 ORGANIZATION = "acme"
 
@@ -130,14 +130,14 @@ def staged_lines(contract: Contract, elements: Sequence[Any]) -> pl.DataFrame:
 
 def validate_elements(kind: str, elements: Sequence[Any]) -> Validated:
     """Stage `elements` as the API would and validate them with the kind's contract."""
-    contract = CONTRACTS[kind]
+    contract = KINDS[kind].contract
     lines = staged_lines(contract, elements) if contract.has_lines else None
     return validate(contract, staged_rows(contract, elements), lines)
 
 
 def prepare_elements(kind: str, elements: Sequence[Any], organization_id: str = ORGANIZATION) -> Prepared:
     """Validate `elements`, then prepare them for the warehouse."""
-    return PREPARERS[kind](validate_elements(kind, elements), organization_id)
+    return KINDS[kind].prepare(validate_elements(kind, elements), organization_id)
 
 
 def issues(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
@@ -190,7 +190,7 @@ class Batch:
         return Validated(rows=own(validated.rows, ROW), lines=lines, errors=own(validated.errors, "row"))
 
     def prepared(self, index: int, organization_id: str = ORGANIZATION) -> Prepared:
-        return PREPARERS[self.kind](self.validated(index), organization_id)
+        return KINDS[self.kind].prepare(self.validated(index), organization_id)
 
     def errors(self, index: int) -> list[tuple[Any, ...]]:
         """(field, code, value) of each error of a one-element case, in reported order."""

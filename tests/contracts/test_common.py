@@ -8,7 +8,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from contracts import CONTRACTS
 from contracts.common import (
     ERROR_SCHEMA,
     LINE,
@@ -28,6 +27,7 @@ from contracts.common import (
     row_shape_errors,
     validate,
 )
+from service.kinds import KINDS
 from tests.frames import (
     IMPURE_STANDARD_MODULES,
     Raw,
@@ -287,7 +287,7 @@ NON_OBJECTS = [
 
 @pytest.mark.parametrize(("element", "shown"), NON_OBJECTS)
 def test_non_object_row_is_one_invalid_type_error(element: Any, shown: str | None) -> None:
-    raw = staged_rows(CONTRACTS["inventory"], [{"skuId": "A", "locationId": "L"}, element])
+    raw = staged_rows(KINDS["inventory"].contract, [{"skuId": "A", "locationId": "L"}, element])
     assert row_shape_errors(raw).select("row", "field", "code", "message", "value", "position").rows() == [
         (1, None, "invalid_type", "each row must be a JSON object", shown, -1)
     ]
@@ -295,7 +295,7 @@ def test_non_object_row_is_one_invalid_type_error(element: Any, shown: str | Non
 
 @pytest.mark.parametrize(("element", "shown"), NON_OBJECTS)
 def test_non_object_line_is_one_invalid_type_error(element: Any, shown: str | None) -> None:
-    contract = CONTRACTS["orders"]
+    contract = KINDS["orders"].contract
     line = {"skuId": "A", "quantity": 1, "locationId": "L"}
     raw_lines = staged_lines(contract, [{"externalOrderId": "O", "lines": [line, line, element]}])
     assert row_shape_errors(raw_lines, line=True).select(
@@ -319,19 +319,19 @@ def test_non_object_line_is_one_invalid_type_error(element: Any, shown: str | No
     ids=["array", "missing", "null", "empty", "string", "object", "number", "boolean", "long-string-cut"],
 )
 def test_lines_errors(header: dict[str, Any], expected: list[tuple[Any, ...]]) -> None:
-    raw = staged_rows(CONTRACTS["orders"], [{"externalOrderId": "O", **header}])
+    raw = staged_rows(KINDS["orders"].contract, [{"externalOrderId": "O", **header}])
     errors = lines_errors(raw)
     assert errors.select("field", "code", "message", "value").rows() == expected
     assert errors.get_column("position").to_list() == [999] * len(expected)
 
 
 def test_lines_errors_skip_non_objects() -> None:
-    raw = staged_rows(CONTRACTS["orders"], ["not an order", None])
+    raw = staged_rows(KINDS["orders"].contract, ["not an order", None])
     assert lines_errors(raw).is_empty()
 
 
 def test_validate_orders_errors_by_row_then_position_and_drops_rejected_rows() -> None:
-    contract = CONTRACTS["purchase-orders"]
+    contract = KINDS["purchase-orders"].contract
     good_line = {"skuId": "A", "quantity": 1, "unitCost": 2}
     elements: list[Any] = [
         {"externalPoNumber": "P0", "supplierId": "S", "destinationLocationId": "D", "lines": [good_line]},
@@ -368,22 +368,22 @@ def test_validate_orders_errors_by_row_then_position_and_drops_rejected_rows() -
 
 
 def test_validate_without_a_lines_frame_treats_every_line_as_absent() -> None:
-    contract = CONTRACTS["orders"]
+    contract = KINDS["orders"].contract
     raw = staged_rows(contract, [{"externalOrderId": "O", "lines": []}, {"externalOrderId": "P"}])
     validated = validate(contract, raw)
     assert issues(validated.errors) == [(0, "lines", "empty_lines", None), (1, "lines", "required", None)]
     assert validated.lines is not None and validated.lines.is_empty()
 
 
-@pytest.mark.parametrize("kind", sorted(CONTRACTS))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_validate_nothing(kind: str) -> None:
     validated = validate_elements(kind, [])
     assert validated.rows.height == 0 and validated.errors.height == 0
-    assert validated.rows.columns == [ROW, *(f.name for f in CONTRACTS[kind].fields)]
-    assert (validated.lines is not None) == CONTRACTS[kind].has_lines
+    assert validated.rows.columns == [ROW, *(f.name for f in KINDS[kind].contract.fields)]
+    assert (validated.lines is not None) == KINDS[kind].contract.has_lines
 
 
-@pytest.mark.parametrize("kind", sorted(CONTRACTS))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_validate_only_non_objects(kind: str) -> None:
     validated = validate_elements(kind, [1, "x", None])
     assert issues(validated.errors) == [
@@ -407,7 +407,7 @@ def test_validate_only_non_objects(kind: str) -> None:
     ids=["catalog", "inventory", "suppliers", "purchase-orders", "orders", "demand-history"],
 )
 def test_contract_registry(kind: str, array_key: str, key: tuple[str, ...], line_fields: tuple[str, ...]) -> None:
-    contract = CONTRACTS[kind]
+    contract = KINDS[kind].contract
     assert (contract.kind, contract.array_key, contract.key) == (kind, array_key, key)
     assert tuple(f.name for f in contract.line_fields) == line_fields
     assert contract.has_lines == bool(line_fields)
@@ -415,11 +415,11 @@ def test_contract_registry(kind: str, array_key: str, key: tuple[str, ...], line
 
 
 def test_registry_holds_the_six_kinds() -> None:
-    assert sorted(CONTRACTS) == ["catalog", "demand-history", "inventory", "orders", "purchase-orders", "suppliers"]
+    assert sorted(KINDS) == ["catalog", "demand-history", "inventory", "orders", "purchase-orders", "suppliers"]
 
 
 def test_empty_lines_frame() -> None:
-    frame = empty_lines_frame(CONTRACTS["purchase-orders"])
+    frame = empty_lines_frame(KINDS["purchase-orders"].contract)
     assert frame.is_empty()
     assert frame.schema == pl.Schema(
         {ROW: pl.Int64(), LINE: pl.Int64(), ROW_TYPE: pl.String(), ROW_VALUE: pl.String()}
@@ -441,7 +441,7 @@ def test_error_codes_are_the_contract_codes() -> None:
 
 def test_helper_stages_the_shapes_the_api_stages() -> None:
     """The tests' staging helper writes what service/staging.py writes (compared by hand with DuckDB's output)."""
-    contract = CONTRACTS["orders"]
+    contract = KINDS["orders"].contract
     elements: list[Any] = [
         {"externalOrderId": "Café", "lines": [{"skuId": 1.5, "quantity": None}, 3, None]},
         {"externalOrderId": {"a": [1]}, "lines": {}},
@@ -488,7 +488,7 @@ def test_non_object_value_as_staged(value: str | None, shown: str | None) -> Non
 
 @pytest.mark.parametrize("null", [None, "null"], ids=["sql-null", "json-null"])
 def test_field_null_is_missing_however_it_was_staged(null: str | None) -> None:
-    contract = CONTRACTS["orders"]
+    contract = KINDS["orders"].contract
     raw = pl.DataFrame(
         {
             ROW: [0],

@@ -286,3 +286,32 @@ def children_of(pid: int, marker: str) -> list[int]:
         if int(stat[1]) == pid and marker in cmdline and stat[0] not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+def holders_of(path: Path) -> list[int]:
+    """Live processes that have `path` open (the holder of a lock file, for one)."""
+    target = str(path.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not _alive(int(entry.name)):
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if target in links:
+            found.append(int(entry.name))
+    return found
+
+
+@contextlib.contextmanager
+def frozen(*pids: int) -> Iterator[None]:
+    """SIGSTOP the processes for the block (serve cannot restart a worker, a standby cannot take over)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from service.settings import Settings, get_settings
 from tests.conftest import Api
 from tests.service.uploads import CONTENT_TYPES, FORMATS, encode, gzipped, snapshot
 
@@ -329,7 +329,9 @@ def test_an_empty_ndjson_body_is_an_empty_import(api: Api) -> None:
 
 def test_ndjson_rows_keep_their_lines_beyond_a_validation_chunk(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blank lines leave gaps in NDJSON row numbers: lines must still follow their order across chunks."""
-    monkeypatch.setattr("service.jobs.VALIDATION_CHUNK_ROWS", 3)
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "2")  # seven orders make a large job, validated in chunks
+    monkeypatch.setenv("STOCKYARD_VALIDATION_CHUNK_ROWS", "3")
+    get_settings.cache_clear()
     orders = [
         {"externalOrderId": f"O-{i}", "lines": [{"skuId": "A", "quantity": 1, "locationId": "S"}]} for i in range(7)
     ]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service import jobs, warehouse
-from service.staging import staged_paths
+from service.job_files import JobFiles
+from service.settings import get_settings
 from tests.conftest import Api
 
 
@@ -109,32 +109,19 @@ def test_another_kind_or_organization_in_between_keeps_the_order(api: Api) -> No
 
 def test_a_job_that_cannot_run_fails_alone_and_the_others_land(api: Api) -> None:
     job_ids = [accept(api, "suppliers", {"suppliers": [{"externalId": name}]}) for name in ("S1", "S2", "S3")]
-    staged_paths(api.settings.staging_dir, "acme", job_ids[1])["rows"].unlink()  # as if the disk lost it
+    JobFiles.of(api.settings.staging_dir, "acme", job_ids[1]).rows.unlink()  # as if the disk lost it
     api.work()
 
     first, second, third = statuses(api, job_ids)
     assert [first["status"], second["status"], third["status"]] == ["COMPLETED", "FAILED", "COMPLETED"]
-    assert "staged upload is missing" in second["errors"][0]["message"]
+    assert "staged upload of this job is missing" in second["errors"][0]["message"]
     assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("S1",), ("S3",)]
     assert api.query("SELECT status FROM import_jobs WHERE job_id = ?", [job_ids[1]]) == [("FAILED",)]
 
 
-def test_the_warehouse_stays_open_for_small_jobs_and_is_released_after_a_large_one(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(jobs, "GROUP_MAX_ROWS", 2)  # "large" from three rows on
-    writer = warehouse.writer(api.settings.warehouse_path)
-    api.run("suppliers", [{"externalId": "S1"}, {"externalId": "S2"}])
-    assert writer.is_open  # kept for the next small job
-    api.run("suppliers", [{"externalId": "S3"}, {"externalId": "S4"}, {"externalId": "S5"}])
-    assert not writer.is_open  # DuckDB's memory handed back
-    api.run("suppliers", [{"externalId": "S6"}])
-    assert writer.is_open
-    assert api.query("SELECT count(*) FROM suppliers") == [(6,)]
-
-
 def test_a_group_stops_at_its_row_limit_and_a_large_job_goes_alone(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs, "GROUP_MAX_ROWS", 2)
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "2")
+    get_settings.cache_clear()
     one = [accept(api, "suppliers", {"suppliers": [{"externalId": f"S{n}"}]}) for n in range(3)]
     large = accept(api, "suppliers", {"suppliers": [{"externalId": "L1"}, {"externalId": "L2"}, {"externalId": "L3"}]})
     last = accept(api, "suppliers", {"suppliers": [{"externalId": "S9"}]})

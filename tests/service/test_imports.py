@@ -330,19 +330,23 @@ def test_body_over_the_limit_is_413(api: Api, settings: Any) -> None:
 
 def test_processed_count_grows_while_a_large_job_runs(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """Validation goes in slices; after each, processedCount in Redis says how far the job got."""
-    from service import jobs
+    from service.job import JobRecord
+    from service.job_store import JobStore
+    from service.settings import get_settings
 
-    monkeypatch.setattr(jobs, "VALIDATION_CHUNK_ROWS", 4)
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "2")  # ten rows make a large job, validated in chunks
+    monkeypatch.setenv("STOCKYARD_VALIDATION_CHUNK_ROWS", "4")
+    get_settings.cache_clear()
     seen: list[int] = []
-    update = jobs.JobStore.update
+    update = JobStore.update
 
-    def record_progress(store: jobs.JobStore, record: jobs.JobRecord, durable: bool = True, **changes: Any) -> Any:
+    def record_progress(store: JobStore, record: JobRecord, durable: bool = True, **changes: Any) -> Any:
         result = update(store, record, durable, **changes)
         if record.status == "PROCESSING":  # what a client polling the status would read now
             seen.append(api.status(record.job_id).json()["processedCount"])
         return result
 
-    monkeypatch.setattr(jobs.JobStore, "update", record_progress)
+    monkeypatch.setattr(JobStore, "update", record_progress)
     status = api.run("suppliers", [{"externalId": f"S{i}"} for i in range(10)])
-    assert seen == [0, 4, 8]
+    assert seen == [0, 4, 8, 8]  # the last: prepared, waiting for its turn to be applied
     assert status["processedCount"] == 10 and status["status"] == "COMPLETED"

@@ -8,11 +8,12 @@ never hold a key twice.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import secrets
 import tempfile
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts import CONTRACTS
 from contracts.common import validate
 from service import warehouse
+from service.job import JobRecord, iso, utc_now
+from service.job_files import JobFiles
+from service.kinds import KINDS
+from service.prepare import read_prepared, write_prepared
 from service.staging import stage_body
-from transforms import PREPARERS, Prepared
+from transforms import Prepared
 
 ORG = "acme"
 SKUS = st.sampled_from(["A", "B", "C", " A "])
@@ -103,18 +107,19 @@ class Model:
         )
 
 
-def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Prepared, warehouse.JobOutcome]:
-    contract = CONTRACTS[kind]
-    job_id = secrets.token_hex(16)
-    body = directory / f"{job_id}.body"
-    body.write_text(json.dumps({contract.array_key: rows}))
-    lines_path = directory / f"{job_id}.lines.parquet" if contract.has_lines else None
-    staged = stage_body(contract, body, directory / f"{job_id}.parquet", lines_path)
-    raw_lines = pl.read_parquet(lines_path) if lines_path else None
+def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Prepared, JobRecord]:
+    """Stage, validate and transform as the API and prepare do, through the prepared files apply reads."""
+    contract = KINDS[kind].contract
+    files = JobFiles.of(directory / "staging", ORG, secrets.token_hex(16))
+    files.directory.mkdir(parents=True, exist_ok=True)
+    files.body.write_text(json.dumps({contract.array_key: rows}))
+    staged = stage_body(contract, files.body, files.rows, files.lines if contract.has_lines else None)
+    raw_lines = pl.read_parquet(files.lines) if contract.has_lines else None
     validated = validate(contract, pl.read_parquet(staged.rows_path), raw_lines)
-    prepared = PREPARERS[kind](validated, ORG)
-    now = datetime.now()
-    return prepared, warehouse.JobOutcome(job_id, ORG, kind, "COMPLETED", len(rows), len(rows), 0, now, now, now)
+    write_prepared(files, KINDS[kind].prepare(validated, ORG))
+    now = iso(utc_now())
+    record = JobRecord(files.job_id, ORG, kind, "PROCESSING", len(rows), now, started_at=now)
+    return read_prepared(files, contract.has_lines), record
 
 
 def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -122,14 +127,24 @@ def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
 
 
 def _apply_together(directory: Path, kind: str, imports: list[list[dict[str, Any]]]) -> None:
-    """Consecutive imports of one kind in one transaction, as the worker applies queued small jobs."""
+    """Consecutive imports of one kind in one transaction, as the applier applies a run of small jobs."""
     jobs = [_prepare(directory, kind, rows) for rows in imports]
-    with warehouse.open_warehouse(directory / "warehouse.duckdb") as con:
-        warehouse.apply_jobs(con, jobs, datetime.now())
+    with _held(directory) as live, live.cursor() as con:
+        warehouse.apply_jobs(con, KINDS[kind].tables, jobs)
+
+
+@contextlib.contextmanager
+def _held(directory: Path) -> Iterator[warehouse.Warehouse]:
+    live = warehouse.Warehouse(directory, directory / "warehouse.duckdb")
+    assert live.try_hold()
+    try:
+        yield live
+    finally:
+        live.release()
 
 
 def _assert_matches(directory: Path, model: Model) -> None:
-    with warehouse.open_warehouse(directory / "warehouse.duckdb") as con:
+    with _held(directory) as live, live.cursor() as con:
 
         def _read(directory: Path, sql: str) -> list[tuple[Any, ...]]:
             return con.execute(sql).fetchall()
@@ -157,7 +172,7 @@ def _compare(directory: Path, model: Model, _read: Any) -> None:
         directory,
         "SELECT external_po_number, line_number, sku_id, quantity FROM purchase_order_lines ORDER BY 1, 2",
     ) == sorted((po, *line) for po, v in model.purchase_orders.items() for line in v[2])
-    for tables in warehouse.KIND_TABLES.values():
+    for tables in (kind.tables for kind in KINDS.values()):
         for spec in (tables.rows, tables.lines):
             if spec is None:
                 continue

@@ -1,72 +1,109 @@
-"""The analysts' copy: published at most once per interval while jobs keep coming, never left stale."""
+"""The analysts' copy: published at most once per interval while commits keep coming, never left stale."""
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+from collections.abc import Iterator
 
+import duckdb
 import pytest
 
 from service import warehouse
-from service.jobs import PUBLISH_PENDING, PUBLISH_SECONDS, JobStore, publish_pending_if_due
-from service.settings import Settings, get_settings
-from tests.conftest import Api
+from service.publish import Publisher
+from service.settings import Settings
+from service.warehouse import Warehouse
 
 
-def publishing_every(seconds: str, api: Api, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, JobStore]:
-    """The service's settings with STOCKYARD_PUBLISH_INTERVAL set, as the worker will read them."""
-    monkeypatch.setenv("STOCKYARD_PUBLISH_INTERVAL", seconds)
-    get_settings.cache_clear()
-    settings = get_settings()
-    return settings, JobStore(api.connection, settings)
+@pytest.fixture
+def held(settings: Settings) -> Iterator[Warehouse]:
+    live = Warehouse(settings.data_dir, settings.warehouse_path)
+    assert live.try_hold()
+    yield live
+    live.release()
 
 
-def test_a_burst_of_jobs_is_published_once_per_interval(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings, store = publishing_every("60", api, monkeypatch)
-
-    api.run("suppliers", [{"externalId": "A"}])  # the first copy is published at once
-    assert api.query("SELECT external_id FROM suppliers") == [("A",)]
-    api.run("suppliers", [{"externalId": "B"}])  # within the interval: pending, the copy is not redone
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",)]
-    assert not publish_pending_if_due(store, settings)  # not due yet
-
-    interval_passed = dataclasses.replace(settings, publish_interval_seconds=0)
-    assert publish_pending_if_due(store, interval_passed)
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
-    assert not publish_pending_if_due(store, interval_passed)  # nothing left pending
+def commit(live: Warehouse, publisher: Publisher, external_id: str) -> None:
+    with live.cursor() as con:
+        con.execute(
+            "INSERT INTO suppliers VALUES ('acme', ?, false, now(), now(), 'job')",
+            [external_id],
+        )
+    publisher.committed()
 
 
-def test_a_costly_copy_is_published_less_often(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wait after a copy grows with what the copy cost, so publishing cannot starve the writer."""
-    settings, store = publishing_every("0.001", api, monkeypatch)
-    api.run("suppliers", [{"externalId": "A"}])
-    api.run("suppliers", [{"externalId": "B"}])  # cheap copies, a short interval: published at once
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
-
-    api.connection.set(PUBLISH_SECONDS, 3600)  # as if that copy had taken an hour
-    api.run("suppliers", [{"externalId": "C"}])
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
-    assert not publish_pending_if_due(store, settings)
-
-    api.connection.set(PUBLISH_SECONDS, 0)
-    assert publish_pending_if_due(store, settings)
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",), ("C",)]
+def published(settings: Settings) -> list[str]:
+    with duckdb.connect(str(settings.analytics_path), read_only=True) as con:
+        return [row[0] for row in con.execute("SELECT external_id FROM suppliers ORDER BY 1").fetchall()]
 
 
-def test_a_failed_copy_stays_pending_and_the_job_stays_completed(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The copy is made after the job reads COMPLETED; if it fails, the job stands and the copy is redone."""
-    settings, store = publishing_every("0", api, monkeypatch)
-    api.run("suppliers", [{"externalId": "A"}])
+def every(seconds: float, settings: Settings, live: Warehouse) -> Publisher:
+    return Publisher(live, dataclasses.replace(settings, publish_interval_seconds=seconds))
+
+
+def test_a_burst_of_commits_is_published_once_per_interval(settings: Settings, held: Warehouse) -> None:
+    publisher = every(60, settings, held)
+    commit(held, publisher, "A")
+    assert publisher.publish_if_due()  # the first copy is published at once
+    commit(held, publisher, "B")
+    assert not publisher.publish_if_due()  # within the interval: pending, the copy is not redone
+    assert published(settings) == ["A"] and publisher.pending
+
+    publisher.last_published -= 61  # the interval has passed
+    assert publisher.publish_if_due()
+    assert published(settings) == ["A", "B"]
+    assert not publisher.publish_if_due()  # nothing left pending
+
+
+def test_a_costly_copy_is_published_less_often(settings: Settings, held: Warehouse) -> None:
+    """The wait after a copy grows with what the copy cost, so publishing cannot starve the applier."""
+    publisher = every(0.001, settings, held)
+    commit(held, publisher, "A")
+    assert publisher.publish_if_due()
+    publisher.last_cost = 3600  # as if that copy had taken an hour
+    commit(held, publisher, "B")
+    assert not publisher.publish_if_due()
+    assert published(settings) == ["A"]
+    publisher.last_cost = 0
+    assert publisher.publish_if_due()
+    assert published(settings) == ["A", "B"]
+
+
+def test_an_interval_of_zero_publishes_after_every_commit(settings: Settings, held: Warehouse) -> None:
+    publisher = every(0, settings, held)
+    for name in ("A", "B", "C"):
+        commit(held, publisher, name)
+        assert publisher.publish_if_due()
+    assert published(settings) == ["A", "B", "C"]
+
+
+def test_a_failed_copy_stays_pending_and_is_made_later(
+    settings: Settings, held: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = every(0, settings, held)
+    commit(held, publisher, "A")
+    assert publisher.publish_if_due()
 
     def disk_full(*_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    commit(held, publisher, "B")
     with monkeypatch.context() as patched:
         patched.setattr(warehouse, "_copy_for_analysts", disk_full)
-        status = api.run("suppliers", [{"externalId": "B"}])
-    assert status["status"] == "COMPLETED"
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",)]
-    assert api.connection.exists(PUBLISH_PENDING)  # what an idle worker publishes
-    assert publish_pending_if_due(store, settings)
-    assert api.query("SELECT external_id FROM suppliers ORDER BY 1") == [("A",), ("B",)]
-    assert not api.connection.exists(PUBLISH_PENDING)
+        assert not publisher.publish_if_due()
+    assert publisher.pending and published(settings) == ["A"]
+    assert publisher.publish_if_due()
+    assert published(settings) == ["A", "B"] and not publisher.pending
+
+
+def test_a_stale_wal_beside_the_copy_is_removed(settings: Settings, held: Warehouse) -> None:
+    """An analyst who opened the copy read-write and was killed leaves a WAL that breaks every reader."""
+    publisher = every(0, settings, held)
+    commit(held, publisher, "A")
+    assert publisher.publish_if_due()
+    wal = settings.analytics_path.with_name(settings.analytics_path.name + ".wal")
+    wal.write_bytes(b"\x00" * 512)
+    commit(held, publisher, "B")
+    assert publisher.publish_if_due()
+    assert not wal.exists()
+    assert published(settings) == ["A", "B"]

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.generators import BatchSpec, write_body
-from contracts import CONTRACTS
 from contracts.common import ROW
 from service import staging
+from service.kinds import KINDS
 
 
 def test_a_large_json_body_is_staged_in_row_order(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_a_large_json_body_is_staged_in_row_order(tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     with open(body, "wb") as handle:
         write_body(BatchSpec("inventory", 300_000, bad_share=0.01), handle)
-    staged = staging.stage_body(CONTRACTS["inventory"], body, tmp_path / "rows.parquet", None)
+    staged = staging.stage_body(KINDS["inventory"].contract, body, tmp_path / "rows.parquet", None)
     assert staged.row_count == 300_000
     rows = pq.read_table(staged.rows_path, columns=[ROW]).column(0).to_pylist()
     assert rows == list(range(300_000))

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from contracts import CONTRACTS
 from service import client
 from service.cli import IMPORT_KINDS, main
+from service.kinds import KINDS
 from tests.service.processes import REPOSITORY, Stockyard, free_port
 from tests.service.test_failed_rows import fix_all
 from tests.service.test_formats import ROWS
@@ -147,7 +147,7 @@ def test_exit_codes_and_kinds() -> None:
     assert client.exit_code({**status, "status": "COMPLETED"}) == client.EXIT_ROWS_FAILED
     assert client.exit_code({**status, "status": "COMPLETED", "failedCount": 0}) == 0
     assert len({0, 2, client.EXIT_ROWS_FAILED, client.EXIT_JOB_FAILED, client.EXIT_REFUSED}) == 5
-    assert set(IMPORT_KINDS) == set(CONTRACTS)
+    assert set(IMPORT_KINDS) == set(KINDS)
     assert client.failed_rows_path(Path("/d/levels.csv.gz"), "1a2b3c4d5e", "csv") == Path(
         "/d/levels.failed-1a2b3c4d.csv"
     )

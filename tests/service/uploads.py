@@ -18,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from contracts import CONTRACTS
 from service import warehouse
+from service.kinds import KINDS
 
 FORMATS = ["json", "ndjson", "csv", "parquet"]
 CONTENT_TYPES = {
@@ -34,7 +34,7 @@ TABLES = [table for table in warehouse.TABLES if table != "import_jobs"]
 
 
 def _columns(kind: str) -> tuple[list[str], list[str]]:
-    contract = CONTRACTS[kind]
+    contract = KINDS[kind].contract
     return [f.name for f in contract.fields], [f.name for f in contract.line_fields]
 
 
@@ -58,7 +58,7 @@ def flat_records(kind: str, rows: list[dict[str, Any]]) -> list[dict[str, str | 
 
 def encode(kind: str, rows: list[dict[str, Any]], upload_format: str, *, nested_parquet: bool = True) -> bytes:
     """`rows` as a body of `upload_format`."""
-    contract = CONTRACTS[kind]
+    contract = KINDS[kind].contract
     if upload_format == "json":
         return json.dumps({contract.array_key: rows}).encode()
     if upload_format == "ndjson":
@@ -95,8 +95,8 @@ def decode(kind: str, body: bytes, upload_format: str) -> list[dict[str, Any]]:
     """A file of failed rows as a list of dicts: JSON objects, or CSV / Parquet records."""
     if upload_format == "json":
         document = json.loads(body)
-        assert list(document) == [CONTRACTS[kind].array_key]
-        rows: list[dict[str, Any]] = document[CONTRACTS[kind].array_key]
+        assert list(document) == [KINDS[kind].contract.array_key]
+        rows: list[dict[str, Any]] = document[KINDS[kind].contract.array_key]
         return rows
     if upload_format == "ndjson":
         return [json.loads(line) for line in body.decode().splitlines()]

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from contracts.common import ERROR_SCHEMA, LINE, ROW, Validated
+from service.kinds import KINDS
 from tests.frames import IMPURE_STANDARD_MODULES, top_level_imports, validate_elements
-from transforms import PREPARERS
 from transforms.common import (
     Prepared,
     id_references,
@@ -209,7 +209,7 @@ def test_require_validated_refuses_a_kind_with_lines_validated_without_them() ->
     ]:
         headers = validate_elements(kind, [element]).rows  # a header frame of the kind; its lines are left out
         with pytest.raises(ValueError, match="validate it with its lines frame"):
-            PREPARERS[kind](Validated(rows=headers, lines=None, errors=validated.errors), "acme")
+            KINDS[kind].prepare(Validated(rows=headers, lines=None, errors=validated.errors), "acme")
 
 
 def test_prepared_defaults() -> None:
@@ -219,7 +219,7 @@ def test_prepared_defaults() -> None:
 
 
 def test_preparers_cover_the_six_kinds() -> None:
-    assert sorted(PREPARERS) == ["catalog", "demand-history", "inventory", "orders", "purchase-orders", "suppliers"]
+    assert sorted(KINDS) == ["catalog", "demand-history", "inventory", "orders", "purchase-orders", "suppliers"]
 
 
 def test_transforms_are_pure() -> None:

@@ -1,0 +1,168 @@
+"""Applying jobs: each organization's prepared jobs merged into the warehouse, in acceptance order.
+
+The apply RQ job (service/queue.py) names an organization, and a lane of the applier
+(service/applier.py) runs it: it takes the organization's lock (`apply.lock`), then, as long as the
+first unsettled job of the organization is ready (prepared, or FAILED and its import_jobs row not yet
+written), applies the run of ready jobs at the head in one transaction. Lanes of other organizations
+run at the same time, each in a transaction of its own: no organization waits for another's merge.
+
+A run is the ready jobs at the head up to the first that is not prepared yet: one large job, or small
+jobs of one kind up to STOCKYARD_GROUP_MAX_ROWS rows and STOCKYARD_GROUP_MAX_JOBS jobs, merged as if
+one after the other (warehouse.combine_jobs); FAILED jobs in it add their import_jobs rows. A job that
+is committed already (its import_jobs row says so) is never merged again: a lane killed between the
+COMMIT and the records' update leaves nothing to apply twice.
+
+Should a run of several jobs fail, each is applied alone, so that one bad job fails alone. Transient
+trouble (the disk, a conflict, Redis) leaves everything as it was; the lane waits and tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from service import hooks
+from service.job import JobRecord, JobStatus, iso
+from service.job_files import apply_lock_path, remove_lock, try_lock
+from service.kinds import KINDS
+from service.prepare import fail_job, is_transient, read_prepared
+from service.warehouse import applied_at, apply_jobs
+from transforms import Prepared
+
+if TYPE_CHECKING:
+    from service.applier import Applier
+
+TRANSIENT_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+"""A lane that hits transient trouble waits this long, doubling up to MAX_BACKOFF_SECONDS, then retries."""
+
+logger = logging.getLogger("stockyard.apply")
+
+
+@dataclass
+class Run:
+    """Ready jobs at the head of an organization: prepared ones to merge, failed ones to record."""
+
+    jobs: list[JobRecord] = field(default_factory=list)
+    failed: list[JobRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs or self.failed)
+
+
+def apply_organization(organization_id: str) -> int:
+    """The apply RQ job: apply what is ready of the organization, in order; how many jobs it settled."""
+    from service.applier import current_applier
+
+    applier = current_applier()
+    applier.queues.clear_kick(organization_id)
+    settled = 0
+    backoff = TRANSIENT_BACKOFF_SECONDS
+    while True:
+        try:
+            with ExitStack() as held:
+                if not try_lock(apply_lock_path(applier.settings.staging_dir, organization_id), held):
+                    return settled  # another lane has the organization; it looks again once it lets go
+                while (run := ready_run(applier, organization_id)) and not applier.stopping.is_set():
+                    settled += apply_run(applier, run)
+                    backoff = TRANSIENT_BACKOFF_SECONDS
+            # a job may have become ready after the last look and before the lock was let go: its own
+            # apply job found the lock taken, so look again now that it is free
+            if applier.stopping.is_set() or not ready_run(applier, organization_id):
+                return settled
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            logger.warning("applying jobs of %s interrupted (%s); retrying in %.0f s", organization_id, error, backoff)
+            if applier.stopping.wait(backoff):
+                return settled
+            backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
+
+
+def ready_run(applier: Applier, organization_id: str) -> Run:
+    """The run of ready jobs at the head of the organization (empty when the head is not ready)."""
+    settings, store = applier.settings, applier.store
+    run = Run()
+    if not applier.redis_is_reconciled():
+        return run  # Redis lost jobs that recovery has not put back: the head is not known for sure
+    rows = 0
+    for job_id in store.organization_jobs(organization_id, 2 * settings.group_max_jobs):
+        record = store.read_durable(organization_id, job_id)
+        if record is None or record.is_settled:
+            store.forget(organization_id, job_id)
+            continue
+        if not record.is_open:
+            run.failed.append(record)
+            continue
+        if not record.prepared:
+            break  # the head of the organization waits for its preparation
+        large = record.row_count > settings.group_max_rows
+        if run.jobs and (large or record.kind != run.jobs[0].kind or rows + record.row_count > settings.group_max_rows):
+            break
+        if len(run.jobs) >= settings.group_max_jobs:
+            break
+        run.jobs.append(record)
+        rows += record.row_count
+        if large:
+            break
+    return run
+
+
+def apply_run(applier: Applier, run: Run) -> int:
+    """Apply one run in one transaction and record its jobs; how many jobs it settled."""
+    try:
+        return _commit_run(applier, run)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        if len(run.jobs) > 1:
+            logger.warning("%d jobs applied together failed (%s); applying each alone", len(run.jobs), error)
+            settled = 0
+            for index, record in enumerate(run.jobs):
+                settled += apply_run(applier, Run(jobs=[record], failed=run.failed if index == 0 else []))
+            return settled
+        if not run.jobs:
+            raise
+        record = run.jobs[0]
+        logger.warning("job %s could not be applied and fails: %s", record.job_id, error)
+        fail_job(applier.store, applier.queues, record, f"import failed: {error}")
+        return 0  # the failed job is recorded in the next run
+
+
+def _commit_run(applier: Applier, run: Run) -> int:
+    store = applier.store
+    loaded: list[tuple[Prepared, JobRecord]] = []
+    for record in run.jobs:
+        try:
+            loaded.append((read_prepared(store.files(record), KINDS[record.kind].contract.has_lines), record))
+        except FileNotFoundError:
+            # the prepared result is gone (a disk lost it): prepare it again, nothing is lost
+            logger.warning("prepared files of job %s are missing; preparing it again", record.job_id)
+            store.update(record, prepared=False, status=JobStatus.PENDING.value, started_at=None)
+            applier.queues.enqueue_prepare(record, again=True)
+            return 0
+    with applier.warehouse.cursor() as con:
+        committed = applied_at(con, [record.job_id for record in run.jobs])
+        pending = [(prepared, record) for prepared, record in loaded if record.job_id not in committed]
+        written = datetime.now(UTC).replace(tzinfo=None)
+        if pending or run.failed:
+            first = (pending[0][1] if pending else run.failed[0]).job_id
+            tables = KINDS[pending[0][1].kind].tables if pending else None
+            written = apply_jobs(con, tables, pending, run.failed, before_commit=hooks.merge_pause(first))
+    for record in run.jobs:
+        completed = committed.get(record.job_id, written)
+        store.update(
+            record,
+            status=JobStatus.COMPLETED.value,
+            processed_count=record.row_count,
+            completed_at=iso(completed.replace(tzinfo=UTC)),
+            recorded=True,
+        )
+        remove_lock(store.files(record).lock)
+    for record in run.failed:
+        store.update(record, recorded=True)
+    applier.publisher.committed()
+    return len(run.jobs) + len(run.failed)

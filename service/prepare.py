@@ -1,0 +1,437 @@
+"""Preparing a job: its staged rows cast, validated and transformed into what the warehouse merges.
+
+It is pure work on the job's own files, so any number of workers prepare jobs at once, on any machine
+that shares Redis and the staging area. Its outcome is written beside the staged files: every error
+and warning, and the prepared rows, lines and stub references (service/job_files.py); the durable
+record then says `prepared`, and the applier is asked to apply the organization's jobs (service/apply.py),
+which it does in acceptance order, whatever order they were prepared in.
+
+- Small jobs (at most STOCKYARD_GROUP_MAX_ROWS rows) queued together are validated in one call, whatever
+  their organizations: the call's fixed cost is most of theirs.
+- A large job is validated a chunk at a time: its progress grows, and between two chunks the worker
+  prepares the small jobs waiting, so that no small job waits long behind a large one, even with one
+  worker. Its errors go to disk chunk by chunk: a job's memory does not grow with its error count.
+- Large jobs being prepared at once hold at most STOCKYARD_PREPARE_ROWS_IN_FLIGHT rows in all; a large
+  job that does not fit waits (preparing small jobs meanwhile) until it does.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import redis
+import rq
+
+from contracts.common import ERROR_SCHEMA, ROW, Contract, Validated, empty_errors, validate
+from service import hooks
+from service.errors import TerminalError, TransientError
+from service.files import commit_file, remove_quietly, temporary_path
+from service.job import JobRecord, JobStatus, iso, utc_now
+from service.job_files import REFERENCE_TABLES, JobFiles, held_lock, remove_lock, try_lock
+from service.job_store import JobStore
+from service.kinds import KINDS
+from service.queue import Queues, job_id_of, queued_ids, take_from_queue
+from service.settings import Settings, get_settings
+from transforms import Prepared
+
+GROUP_ROW_STRIDE = 1 << 40
+"""Job k of a group has its row numbers shifted by k times this while the group shares frames."""
+ISSUE_COLUMNS = [column for column in ERROR_SCHEMA if column != "position"]
+"""The columns of the errors and warnings files (CONTRACT.md's error entry)."""
+SMALL_JOBS_BUDGET_SECONDS = 1.0
+"""Between two chunks of a large job, at most this long goes to preparing small jobs."""
+_IN_FLIGHT = "stockyard:prepare-in-flight"
+_RESERVE = """
+local total = 0
+for _, rows in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(rows) end
+if total == 0 or total + tonumber(ARGV[2]) <= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+_TRANSIENT_BACKOFF_SECONDS = 1.0
+
+logger = logging.getLogger("stockyard.prepare")
+
+
+@dataclass
+class Context:
+    """What preparing needs: settings, the job store and the queues, on one Redis connection."""
+
+    settings: Settings
+    store: JobStore
+    queues: Queues
+
+    @classmethod
+    def current(cls) -> Context:
+        settings = get_settings()
+        current = rq.get_current_job()
+        connection = current.connection if current is not None else redis.Redis.from_url(settings.effective_redis_url)
+        return cls(settings, JobStore(connection, settings), Queues(connection, settings))
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth another try later, with nothing lost: Redis away, or storage full or not writable for now."""
+    if isinstance(error, redis.RedisError | TransientError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in _TRANSIENT_ERRNOS
+    return isinstance(error, duckdb.IOException)
+
+
+def prepare_import(job_id: str, organization_id: str | None = None) -> str:
+    """The prepare RQ job: prepare one job (and small ones queued beside it). Safe to run again, and twice."""
+    context = Context.current()
+    record = context.store.get(job_id, organization_id)
+    files = context.store.files(record)
+    with ExitStack() as held:
+        held.enter_context(held_lock(files.lock))
+        record = context.store.get(job_id, record.organization_id)  # another run may have finished it
+        if not record.is_open:
+            return record.status
+        if record.prepared:
+            context.queues.kick_apply(record.organization_id)
+            return record.status
+        if record.row_count > context.settings.group_max_rows:
+            _reserve_rows(context, record, held)
+            group = [record]
+        else:
+            group = [record, *claim_small_jobs(context, record.kind, context.settings.group_max_rows - record.row_count,
+                                               context.settings.group_max_jobs - 1, held)]  # fmt: skip
+        prepare_group(context, group)
+        return record.status
+
+
+def claim_small_jobs(context: Context, kind: str | None, rows: int, jobs: int, held: ExitStack) -> list[JobRecord]:
+    """Small jobs waiting to be prepared, of `kind` (or of the first one's), taken off the queue.
+
+    Each is locked before it leaves the queue, and `held` keeps the locks: should this process die,
+    recovery finds those jobs open, unlocked and not queued, and queues them again.
+    """
+    claimed: list[JobRecord] = []
+    queue = context.queues.prepare
+    for rq_job_id in queued_ids(queue, 2 * context.settings.group_max_jobs):
+        if len(claimed) >= jobs:
+            break
+        job_id = job_id_of(rq_job_id)
+        try:
+            record = context.store.get(job_id) if job_id is not None else None
+        except Exception:  # gone from Redis: recovery will see to it
+            record = None
+        if record is None or (kind is not None and record.kind != kind) or record.row_count > rows:
+            continue
+        if not try_lock(context.store.files(record).lock, held):
+            continue
+        record = context.store.get(record.job_id, record.organization_id)  # as it is now that we hold its lock
+        if not record.is_open or record.prepared or not take_from_queue(queue, rq_job_id):
+            continue  # finished, or taken by another worker meanwhile
+        claimed.append(record)
+        kind = record.kind
+        rows -= record.row_count
+    return claimed
+
+
+def prepare_waiting_small_jobs(context: Context, budget_seconds: float = SMALL_JOBS_BUDGET_SECONDS) -> int:
+    """Prepare small jobs waiting in the queue, for at most about `budget_seconds`; how many were prepared."""
+    deadline = time.monotonic() + budget_seconds
+    done = 0
+    while time.monotonic() < deadline:
+        with ExitStack() as held:
+            group = claim_small_jobs(
+                context, None, context.settings.group_max_rows, context.settings.group_max_jobs, held
+            )
+            if not group:
+                return done
+            try:
+                prepare_group(context, group)
+            except Exception:  # theirs to fail or retry; the large job goes on
+                logger.warning("small jobs prepared between chunks of a large one failed", exc_info=True)
+            done += len(group)
+    return done
+
+
+def _reserve_rows(context: Context, record: JobRecord, held: ExitStack) -> None:
+    """Wait until the large job fits among the rows being prepared (see the module docstring)."""
+    limit = context.settings.prepare_rows_in_flight
+    reserve = context.store.redis.register_script(_RESERVE)
+    logged = False
+    while not reserve(keys=[_IN_FLIGHT], args=[record.job_id, record.row_count, limit]):
+        if not logged:
+            logger.info(
+                "job %s (%d rows) waits for large jobs being prepared to finish", record.job_id, record.row_count
+            )
+            logged = True
+        if not prepare_waiting_small_jobs(context):
+            time.sleep(0.2)
+    held.callback(context.store.redis.hdel, _IN_FLIGHT, record.job_id)
+
+
+def release_stale_reservations(connection: redis.Redis, running: Callable[[str], bool]) -> int:
+    """Drop the reservations of jobs that nobody prepares any more (their worker died)."""
+    held = [key.decode() if isinstance(key, bytes) else str(key) for key in connection.hkeys(_IN_FLIGHT)]
+    stale = [job_id for job_id in held if not running(job_id)]
+    if stale:
+        connection.hdel(_IN_FLIGHT, *stale)
+    return len(stale)
+
+
+def prepare_group(context: Context, group: list[JobRecord]) -> None:
+    """Prepare the jobs (one, or small ones of one kind) and mark each prepared, or failed. Their locks
+    are held by the caller."""
+    store = context.store
+    started = iso(utc_now())
+    for record in group:
+        store.update(record, status=JobStatus.PROCESSING.value, started_at=started, processed_count=0)
+    try:
+        if len(group) == 1 and group[0].row_count > context.settings.group_max_rows:
+            _prepare_large(context, group[0])
+        else:
+            _prepare_small(context, group)
+    except Exception as error:
+        if is_transient(error):
+            _wait_and_retry(context, group, error)
+            raise TransientError(f"preparing interrupted, to be retried: {error}", job_id=group[0].job_id) from error
+        if len(group) > 1:
+            logger.warning("%d small jobs prepared together failed (%s); preparing each alone", len(group), error)
+            for record in group:
+                try:
+                    prepare_group(context, [record])
+                except TransientError:
+                    raise
+                except Exception:  # that job is FAILED now, with its reason; the next ones still run
+                    pass
+            return
+        message = error.message if isinstance(error, TerminalError) else f"import failed: {error}"
+        logger.warning("job %s failed while being prepared: %s", group[0].job_id, message)
+        fail_job(context.store, context.queues, group[0], message)
+        raise
+    finally:
+        for record in group:
+            if not record.is_open:
+                remove_lock(store.files(record).lock)
+
+
+def _wait_and_retry(context: Context, group: list[JobRecord], error: BaseException) -> None:
+    """A transient failure: the jobs go back to PENDING (best effort: Redis or the disk may be away), to be
+    queued again by recovery once this worker has paused, so not in a hot loop."""
+    for record in group:
+        try:
+            context.store.update(record, status=JobStatus.PENDING.value, started_at=None, processed_count=0)
+        except Exception:
+            logger.warning("could not set job %s back to PENDING (%s)", record.job_id, error)
+    time.sleep(_TRANSIENT_BACKOFF_SECONDS)
+
+
+def missing_upload(contract: Contract, files: JobFiles) -> str | None:
+    """Why the job cannot be prepared because its staged files are gone, or None when they are there."""
+    missing = [path.name for path in [files.rows, *([files.lines] if contract.has_lines else [])] if not path.exists()]
+    return f"import failed: the staged upload of this job is missing ({', '.join(missing)})" if missing else None
+
+
+def _scan_staged(contract: Contract, files: JobFiles, job_id: str) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """The staged rows (and lines) of a job, to be read as needed."""
+    problem = missing_upload(contract, files)
+    if problem is not None:
+        raise TerminalError(problem, job_id=job_id)
+    return pl.scan_parquet(files.rows), pl.scan_parquet(files.lines) if contract.has_lines else None
+
+
+def _prepare_small(context: Context, group: list[JobRecord]) -> None:
+    """Validate the jobs in one call, then transform and write each (job k's rows shifted by k * stride)."""
+    contract = KINDS[group[0].kind].contract
+    rows: list[pl.DataFrame] = []
+    lines: list[pl.DataFrame] = []
+    for index, record in enumerate(group):
+        shift = (pl.col(ROW).cast(pl.Int64()) + index * GROUP_ROW_STRIDE).alias(ROW)
+        job_rows, job_lines = _scan_staged(contract, context.store.files(record), record.job_id)
+        rows.append(job_rows.with_columns(shift).collect())
+        if job_lines is not None:
+            lines.append(job_lines.with_columns(shift).collect())
+    validated = validate(
+        contract,
+        pl.concat(rows, how="diagonal_relaxed"),
+        pl.concat(lines, how="diagonal_relaxed") if contract.has_lines else None,
+    )
+    # the last first: a lane that finds one of them prepared finds those after it prepared too, and
+    # applies them together
+    for index, record in reversed(list(enumerate(group))):
+        part = _job_part(validated, index)
+        errors = part.errors
+        _write_issues(context.store.files(record).errors, errors)
+        failed = errors.get_column("row").n_unique()
+        _finish(context, record, part, failed, errors.height)
+    for organization_id in dict.fromkeys(record.organization_id for record in group):
+        context.queues.kick_apply(organization_id)  # once all are prepared: they can be applied together
+
+
+def _job_part(validated: Validated, index: int) -> Validated:
+    """The rows, lines and errors of job `index` of a group, with its own row numbers again."""
+    low = index * GROUP_ROW_STRIDE
+
+    def part(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        mine = frame.filter(pl.col(column).is_between(low, low + GROUP_ROW_STRIDE - 1))
+        return mine.with_columns(pl.col(column) - low)
+
+    return Validated(
+        rows=part(validated.rows, ROW),
+        lines=part(validated.lines, ROW) if validated.lines is not None else None,
+        errors=part(validated.errors, "row"),
+    )
+
+
+def _prepare_large(context: Context, record: JobRecord) -> None:
+    """Validate a chunk at a time (errors straight to disk), then transform and write the job."""
+    contract = KINDS[record.kind].contract
+    files = context.store.files(record)
+    rows, lines = _scan_staged(contract, files, record.job_id)
+
+    def between_chunks(done: int) -> None:
+        context.store.update(record, durable=False, processed_count=done)
+        hooks.prepare_pause(record.job_id)
+        prepare_waiting_small_jobs(context)
+
+    with IssueWriter(files.errors) as errors:
+        validated = validate_in_chunks(
+            contract, rows, lines, context.settings.validation_chunk_rows, errors.write, between_chunks
+        )
+    _finish(context, record, validated, errors.failed_rows, errors.count)
+    context.queues.kick_apply(record.organization_id)
+
+
+def validate_in_chunks(
+    contract: Contract,
+    rows: pl.LazyFrame,
+    lines: pl.LazyFrame | None,
+    chunk_rows: int,
+    on_errors: Callable[[pl.DataFrame], None],
+    between_chunks: Callable[[int], None] | None = None,
+) -> Validated:
+    """Validate staged rows `chunk_rows` at a time: only one chunk of their raw text is in memory at once,
+    each chunk's errors go to `on_errors` (the result holds none), and `between_chunks` hears how many rows
+    are done after each chunk but the last."""
+    height = rows.select(pl.len()).collect().item()
+    parts: list[Validated] = []
+    for start in range(0, max(height, 1), chunk_rows):
+        chunk = rows.slice(start, chunk_rows).collect()
+        chunk_lines = None
+        if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
+            first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
+            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last)).collect()
+        part = validate(contract, chunk, chunk_lines)
+        on_errors(part.errors)
+        parts.append(Validated(rows=part.rows, lines=part.lines, errors=empty_errors()))
+        del chunk, chunk_lines, part
+        done = min(start + chunk_rows, height)
+        if between_chunks is not None and done < height:
+            between_chunks(done)
+    return Validated(
+        rows=pl.concat([p.rows for p in parts]),
+        lines=pl.concat([p.lines for p in parts if p.lines is not None]) if lines is not None else None,
+        errors=empty_errors(),
+    )
+
+
+class IssueWriter:
+    """Errors (or warnings) written to their Parquet file as they come, in row order; committed on exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = temporary_path(path)
+        self.count = 0
+        self.failed_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> IssueWriter:
+        schema = pl.DataFrame(schema={c: ERROR_SCHEMA[c] for c in ISSUE_COLUMNS}).to_arrow().schema
+        self._writer = pq.ParquetWriter(self.tmp, schema)
+        return self
+
+    def write(self, issues: pl.DataFrame) -> None:
+        if issues.is_empty() or self._writer is None:
+            return
+        self.count += issues.height
+        self.failed_rows += issues.get_column("row").n_unique()  # a row's issues all come in one chunk
+        table = issues.select(ISSUE_COLUMNS).to_arrow()
+        self._writer.write_table(table.cast(self._writer.schema))
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if error is None:
+            commit_file(self.tmp, self.path)
+        else:
+            remove_quietly(self.tmp)
+
+
+def _write_issues(path: Path, issues: pl.DataFrame) -> None:
+    with IssueWriter(path) as writer:
+        writer.write(issues.sort("row", "position", maintain_order=True) if issues.height else issues)
+
+
+def _finish(context: Context, record: JobRecord, validated: Validated, failed: int, error_count: int) -> None:
+    """Transform the validated rows, write what apply needs, and mark the job prepared."""
+    files = context.store.files(record)
+    prepared = KINDS[record.kind].prepare(validated, record.organization_id)
+    del validated
+    _write_issues(files.warnings, prepared.warnings.sort("row", maintain_order=True))
+    write_prepared(files, prepared)
+    context.store.update(
+        record, prepared=True, failed_count=failed, error_count=error_count, warning_count=prepared.warnings.height
+    )
+
+
+def write_prepared(files: JobFiles, prepared: Prepared) -> None:
+    """The prepared rows, lines and references beside the staged files, each written durably."""
+    parts: list[tuple[pl.DataFrame, Path]] = [(prepared.rows, files.prepared_rows)]
+    if prepared.lines is not None:
+        parts.append((prepared.lines, files.prepared_lines))
+    parts += [(frame, files.prepared_references(table)) for table, frame in prepared.references.items()]
+    for frame, path in parts:
+        tmp = temporary_path(path)
+        frame.write_parquet(tmp, compression="lz4", statistics=False)
+        commit_file(tmp, path)
+
+
+def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
+    """What prepare wrote for the job (service/apply.py merges it)."""
+    if not files.prepared_rows.exists() or (has_lines and not files.prepared_lines.exists()):
+        raise FileNotFoundError(f"the prepared files of job {files.job_id} are missing")
+    references = {
+        table: pl.read_parquet(files.prepared_references(table))
+        for table in REFERENCE_TABLES
+        if files.prepared_references(table).exists()
+    }
+    return Prepared(
+        rows=pl.read_parquet(files.prepared_rows),
+        lines=pl.read_parquet(files.prepared_lines) if has_lines else None,
+        references=references,
+    )
+
+
+def fail_job(store: JobStore, queues: Queues, record: JobRecord, message: str) -> None:
+    """Mark an accepted job FAILED for good (nothing of it applied), with the reason for its status; the
+    applier writes its import_jobs row in its turn."""
+    store.update(
+        record,
+        status=JobStatus.FAILED.value,
+        completed_at=iso(utc_now()),
+        job_error=message,
+        processed_count=0,
+        failed_count=record.row_count,
+        recorded=False,
+    )
+    try:
+        queues.kick_apply(record.organization_id)
+    except redis.RedisError:  # recovery asks for it again
+        logger.warning("could not ask the applier to record the failure of job %s", record.job_id)
