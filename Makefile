@@ -19,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## build .venv from the lock file (reproducible)
 
-run: install ## run the API, one worker and an embedded Redis on http://127.0.0.1:8000
+run: install ## run the API, two workers and an embedded Redis on http://127.0.0.1:8000
 	$(BIN)/stockyard serve
 
 test: install ## run lint, type checks and the whole test suite

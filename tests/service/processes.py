@@ -111,7 +111,15 @@ class Stockyard:
         self.redis_url = redis_url
         self.port = free_port()
         self.processes: list[Process] = []
-        self.key = KeyStore(self.data_dir / "keys.sqlite3").create("acme", [Scope.IMPORT_WRITE, Scope.IMPORT_READ])[1]
+        self.keys: dict[str, str] = {}
+        self.key = self.key_of("acme")
+
+    def key_of(self, organization: str) -> str:
+        """A key of the organization (made on first use) with both scopes."""
+        if organization not in self.keys:
+            store = KeyStore(self.data_dir / "keys.sqlite3")
+            self.keys[organization] = store.create(organization, [Scope.IMPORT_WRITE, Scope.IMPORT_READ])[1]
+        return self.keys[organization]
 
     @property
     def url(self) -> str:
@@ -164,27 +172,31 @@ class Stockyard:
 
         wait_for(ready, 30, "the API to answer")
 
-    def post(self, kind: str, body: Any, **kwargs: Any) -> httpx.Response:
+    def post(self, kind: str, body: Any, organization: str = "acme", **kwargs: Any) -> httpx.Response:
         """POST a body: a JSON-able value, bytes, or an iterator of bytes (sent chunked, as it comes)."""
         content = body if isinstance(body, bytes | Iterator) else json.dumps(body).encode()
-        headers = {"x-api-key": self.key, "content-type": "application/json", **kwargs.pop("headers", {})}
+        headers = {"x-api-key": self.key_of(organization), "content-type": "application/json"}
+        headers.update(kwargs.pop("headers", {}))
         return httpx.post(f"{self.url}/api/import/{kind}", content=content, headers=headers, timeout=30, **kwargs)
 
-    def accept(self, kind: str, body: Any) -> str:
-        response = self.post(kind, body)
+    def accept(self, kind: str, body: Any, organization: str = "acme") -> str:
+        response = self.post(kind, body, organization)
         assert response.status_code == 202, response.text
         job_id: str = response.json()["jobId"]
         return job_id
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/api/import/status/{job_id}", headers={"x-api-key": self.key}, timeout=10)
+    def status(self, job_id: str, organization: str = "acme") -> dict[str, Any]:
+        headers = {"x-api-key": self.key_of(organization)}
+        response = httpx.get(f"{self.url}/api/import/status/{job_id}", headers=headers, timeout=10)
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
 
-    def wait_finished(self, job_ids: list[str], timeout: float = 60) -> list[dict[str, Any]]:
+    def wait_finished(
+        self, job_ids: list[str], timeout: float = 60, organization: str = "acme"
+    ) -> list[dict[str, Any]]:
         def finished() -> list[dict[str, Any]] | None:
-            statuses = [self.status(job_id) for job_id in job_ids]
+            statuses = [self.status(job_id, organization) for job_id in job_ids]
             return statuses if all(s["status"] in ("COMPLETED", "FAILED") for s in statuses) else None
 
         result: list[dict[str, Any]] = wait_for(finished, timeout, f"jobs {job_ids} to finish", interval=0.25)
