@@ -34,6 +34,22 @@ def _kinds(text: str) -> tuple[str, ...]:
 @click.option("--tiny", is_flag=True, help="A smoke run: 200 rows, peers and small jobs on a handful of rows.")
 @click.option("--skip-peers", is_flag=True, help="Leave out the per-row importer and dlt.")
 @click.option("--skip-end-to-end", is_flag=True, help="Leave out the service over HTTP (stages, floor and peers only).")
+@click.option("--skip-concurrency", is_flag=True, help="Leave out the fairness and worker-scaling runs.")
+@click.option(
+    "--fairness-rows",
+    type=click.IntRange(1),
+    default=Options.fairness_rows,
+    show_default=True,
+    help="Rows of the large job of the fairness run (10,000,000 with --large).",
+)
+@click.option("--scaling-workers", default="1,2,4", show_default=True, help="Worker counts of the scaling run.")
+@click.option(
+    "--scaling-jobs",
+    type=click.IntRange(1),
+    default=Options.scaling_jobs,
+    show_default=True,
+    help="Small jobs per organization (ten of them) in the scaling run.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True)
 @click.option("--seed", type=int, default=Options.seed, show_default=True)
 @click.option("--bad-share", type=click.FloatRange(0, 1), default=Options.bad_share, show_default=True)
@@ -55,6 +71,10 @@ def main(
     tiny: bool,
     skip_peers: bool,
     skip_end_to_end: bool,
+    skip_concurrency: bool,
+    fairness_rows: int,
+    scaling_workers: str,
+    scaling_jobs: int,
     out: Path,
     seed: int,
     bad_share: float,
@@ -79,9 +99,23 @@ def main(
         stream_jobs=stream_jobs,
         stream_rows=stream_rows,
         work_dir=work_dir,
+        concurrency=not skip_concurrency and not skip_end_to_end,
+        fairness_rows=10_000_000 if large and fairness_rows == Options.fairness_rows else fairness_rows,
+        scaling_workers=_numbers(scaling_workers),
+        scaling_jobs=scaling_jobs,
     )
     if tiny:
-        options = replace(options, sizes=(200,), per_row_sample=50, dlt_sample=100, stream_jobs=3, stream_rows=100)
+        options = replace(
+            options,
+            sizes=(200,),
+            per_row_sample=50,
+            dlt_sample=100,
+            stream_jobs=3,
+            stream_rows=100,
+            fairness_rows=2_000,
+            scaling_workers=(1, 2),
+            scaling_jobs=1,
+        )
     results = run_suite(options)
     paths = write_outputs(results, out)
     click.echo(render_markdown(results))

@@ -140,14 +140,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path) -> Iterator[RunningService]:
-    """A fresh service on a free port, with a key for ORGANIZATION; stopped on exit."""
+def running_service(data_dir: Path, workers: int | None = None) -> Iterator[RunningService]:
+    """A fresh service on a free port (with `workers` workers, or the default), with a key for
+    ORGANIZATION; stopped on exit."""
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(data_dir=data_dir.resolve())
+    settings = Settings(data_dir=data_dir.resolve(), workers=workers or settings.workers)
     _, key = KeyStore(settings.keys_path).create(ORGANIZATION, [Scope.IMPORT_WRITE, Scope.IMPORT_READ])
     port = free_port()
     log_path = data_dir / "service.log"
     command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(settings.data_dir), "--port", str(port)]
+    command += ["--workers", str(settings.workers)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, env=_child_environment(), cwd=data_dir, stdout=log, stderr=subprocess.STDOUT

@@ -27,6 +27,9 @@ PER_ROW_TARGET = 1_000.0
 MEMORY_TARGET = 3.0
 ACCEPT_TARGET = 2.0
 STREAM_TARGET = 10.0
+FAIRNESS_P95_TARGET = 1.0
+SCALING_TARGET = 1.6
+"""Issue 10: a small job's p95 latency while a large one runs, and 2 workers' jobs/s over one worker's."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,21 @@ def evaluate_targets(results: Results) -> list[Target]:
         targets.append(
             Target("small jobs per second", stream["kind"], None, stream["jobs_per_second"], STREAM_TARGET, True, note)
         )
+    concurrency = results.get("concurrency")
+    if concurrency:
+        fair = concurrency["fairness"]
+        note = f"while a {fair['large_rows']:,}-row job of another organization runs; {fair['small_jobs']} jobs"
+        targets.append(
+            Target("small-job p95 latency (s)", "inventory", fair["small_rows"], fair["p95_seconds"],
+                   FAIRNESS_P95_TARGET, False, note)  # fmt: skip
+        )
+        by_workers = {run["workers"]: run["jobs_per_second"] for run in concurrency["scaling"]}
+        if 1 in by_workers and 2 in by_workers:
+            note = ", ".join(f"{workers}: {rate:.1f} jobs/s" for workers, rate in by_workers.items())
+            targets.append(
+                Target("small jobs, 2 workers / 1", "inventory", fair["small_rows"], by_workers[2] / by_workers[1],
+                       SCALING_TARGET, True, note)  # fmt: skip
+            )
     return targets
 
 
@@ -402,7 +420,7 @@ def render_markdown(results: Results) -> str:
         "the rows are written, just before COMMIT); rest: the remainder of the client's time to COMPLETED (the "
         "commit, the status update, and polling).",
         "",
-        "## Targets (issue 4), at the largest size of each kind",
+        "## Targets, at the largest size of each kind",
         "",
         *target_table(results),
         "",
@@ -420,9 +438,43 @@ def render_markdown(results: Results) -> str:
             f"{stream.get('commits', '?')} transactions (queued small jobs of one organization and kind go together); "
             f"startedAt→completedAt {seconds(stream['mean_started_to_completed_at_seconds'])} s per job on average.",
         ]
+    lines += concurrency_lines(results)
     if results["notes"]:
         lines += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
     return "\n".join(lines) + "\n"
+
+
+def concurrency_lines(results: Results) -> list[str]:
+    """Fairness while a large job runs, and small jobs against 1, 2, 4 workers (benchmarks/concurrency.py)."""
+    found = results.get("concurrency")
+    if not found:
+        return []
+    fair = found["fairness"]
+    lines = [
+        "",
+        "## Many organizations at once",
+        "",
+        f"Fairness: while one organization's {fair['large_rows']:,}-row inventory job ran "
+        f"({seconds(fair['large_seconds'])} s to COMPLETED), {fair['organizations']} other organizations posted "
+        f"{fair['small_jobs']} jobs of {fair['small_rows']:,} rows, one every {fair['interval_seconds']:.1f} s, "
+        f"{fair['workers']} workers. Completion latency from POST to COMPLETED: p50 {seconds(fair['p50_seconds'])} s, "
+        f"p95 {seconds(fair['p95_seconds'])} s, max {seconds(fair['max_seconds'])} s (target p95 <= 1 s).",
+        "",
+    ]
+    scaling = found["scaling"]
+    base = scaling[0]["jobs_per_second"] if scaling else None
+    rows = [
+        [
+            str(run["workers"]),
+            f"{run['jobs']}",
+            seconds(run["seconds"]),
+            f"{run['jobs_per_second']:.1f}",
+            times(run["jobs_per_second"] / base) if base else "",
+        ]
+        for run in scaling
+    ]
+    lines += _table(["workers", "jobs (10 organizations)", "seconds", "jobs/s", "vs 1 worker"], rows)
+    return lines
 
 
 def render_chart(results: Results, path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.breakdown import run_breakdown
+from benchmarks.concurrency import run_fairness, run_scaling
 from benchmarks.end_to_end import import_end_to_end, run_job_stream, running_service
 from benchmarks.floor import run_floor
 from benchmarks.generators import KINDS, BatchSpec, write_body
@@ -49,6 +50,12 @@ class Options:
     dlt_sample: int = 20_000
     stream_jobs: int = 30
     stream_rows: int = 1_000
+    concurrency: bool = True
+    """The fairness and worker-scaling runs (benchmarks/concurrency.py)."""
+    fairness_rows: int = 3_000_000
+    scaling_workers: tuple[int, ...] = (1, 2, 4)
+    scaling_jobs: int = 10
+    """1,000-row jobs each of the ten organizations posts in the scaling run."""
     work_dir: Path | None = None
     """Where bodies, staging and scratch warehouses go (a temporary directory inside it, removed after)."""
 
@@ -196,6 +203,17 @@ def _run_one(
     return run, job_stream
 
 
+def _concurrency(options: Options, work: Path) -> dict[str, Any]:
+    """Fairness while a large job runs, and small jobs of ten organizations against 1, 2, 4 workers."""
+    _say(f"[concurrency] fairness: {options.fairness_rows:,}-row job, small jobs of five organizations")
+    fairness = run_fairness(work, options.fairness_rows, options.seed)
+    scaling = []
+    for workers in options.scaling_workers:
+        _say(f"[concurrency] {options.scaling_jobs * 10} small jobs of ten organizations, {workers} worker(s)")
+        scaling.append(run_scaling(work, workers, options.scaling_jobs, options.seed).as_dict())
+    return {"fairness": fairness.as_dict(), "scaling": scaling}
+
+
 def run_suite(options: Options) -> report.Results:
     """Run every benchmark the options ask for and return the results (see report.py for the outputs)."""
     unknown = set(options.kinds) - set(KINDS)
@@ -243,6 +261,7 @@ def run_suite(options: Options) -> report.Results:
                 run, found_stream = _run_one(spec, options, work, sampled, stream, notes)
                 runs.append(run)
                 job_stream = found_stream or job_stream
+        concurrency = _concurrency(options, work) if options.concurrency else None
     meta["load_after"] = _load()
     meta["seconds"] = time.perf_counter() - started
     publish = [
@@ -260,6 +279,7 @@ def run_suite(options: Options) -> report.Results:
         "linearity": report.linearity(runs),
         "job_stream": job_stream,
         "publish": publish,
+        "concurrency": concurrency,
         "notes": list(dict.fromkeys(notes)),
     }
     results["targets"] = [target.as_dict() for target in report.evaluate_targets(results)]

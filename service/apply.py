@@ -19,6 +19,7 @@ trouble (the disk, a conflict, Redis) leaves everything as it was; the lane wait
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,6 +135,7 @@ def apply_run(applier: Applier, run: Run) -> int:
 
 def _commit_run(applier: Applier, run: Run) -> int:
     store = applier.store
+    started = time.perf_counter()
     loaded: list[tuple[Prepared, JobRecord]] = []
     for record in run.jobs:
         try:
@@ -153,16 +155,24 @@ def _commit_run(applier: Applier, run: Run) -> int:
             tables = KINDS[pending[0][1].kind].tables if pending else None
             written = apply_jobs(con, tables, pending, run.failed, before_commit=hooks.merge_pause(first))
     for record in run.jobs:
-        completed = committed.get(record.job_id, written)
-        store.update(
-            record,
-            status=JobStatus.COMPLETED.value,
-            processed_count=record.row_count,
-            completed_at=iso(completed.replace(tzinfo=UTC)),
-            recorded=True,
-        )
-        remove_lock(store.files(record).lock)
+        record.status = JobStatus.COMPLETED.value
+        record.processed_count = record.row_count
+        record.completed_at = iso(committed.get(record.job_id, written).replace(tzinfo=UTC))
+        record.recorded = True
     for record in run.failed:
-        store.update(record, recorded=True)
+        record.recorded = True
+    store.save([*run.jobs, *run.failed])
+    for record in run.jobs:
+        remove_lock(store.files(record).lock)
     applier.publisher.committed()
+    for record in run.jobs:
+        logger.info(
+            "applied job %s (%s, %s, %d rows) in %.3f s with %d other(s)",
+            record.job_id,
+            record.organization_id,
+            record.kind,
+            record.row_count,
+            time.perf_counter() - started,
+            len(run.jobs) - 1,
+        )
     return len(run.jobs) + len(run.failed)

@@ -75,10 +75,15 @@ def _cell(text: str) -> str:
 def _load(con: duckdb.DuckDBPyConnection, contract: Contract, files: JobFiles) -> None:
     """`failed` (the staged rows that have errors), `failed_lines` (their lines) and `messages`
     (`__row`, `__line` or NULL for the row itself, `__messages` in the order the status lists them)."""
-    con.execute(
-        "CREATE TEMP TABLE errors AS SELECT row AS __row, field, message, file_row_number AS __position"
-        f" FROM read_parquet({_literal(str(files.errors))}, file_row_number=true) WHERE row IS NOT NULL"
-    )
+    if files.errors.exists():
+        con.execute(
+            "CREATE TEMP TABLE errors AS SELECT row AS __row, field, message, file_row_number AS __position"
+            f" FROM read_parquet({_literal(str(files.errors))}, file_row_number=true) WHERE row IS NOT NULL"
+        )
+    else:  # a job without errors has no errors file
+        con.execute(
+            "CREATE TEMP TABLE errors (__row BIGINT, field VARCHAR, message VARCHAR, __position BIGINT)"
+        )
     con.execute(
         f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(files.rows))})"
         f" WHERE {ROW} IN (SELECT __row FROM errors)"

@@ -26,6 +26,7 @@ from service.job_files import JOB_ID_PATTERN, JobFiles, held_lock, organization_
 from service.settings import Settings
 
 OPEN_JOBS = "stockyard:open-jobs"
+_FIELD_NAMES = {f.name for f in fields(JobRecord)}
 _RECORD_KEY = "stockyard:job:{}"
 _ORGANIZATION_JOBS = "stockyard:org-jobs:{}"
 
@@ -114,15 +115,29 @@ class JobStore:
         return JobRecord.from_durable(path)
 
     def update(self, record: JobRecord, durable: bool = True, **changes: Any) -> JobRecord:
-        names = {f.name for f in fields(JobRecord)}
-        for name, value in changes.items():
-            if name not in names:
-                raise AttributeError(f"JobRecord has no field {name!r}")
-            setattr(record, name, value)
-        if durable:
-            self._write_durable(record)
-        self.cache(record)
+        self.update_all([record], durable, **changes)
         return record
+
+    def update_all(self, records: list[JobRecord], durable: bool = True, **changes: Any) -> None:
+        """The same change to several jobs: each durable record written, then one round trip to Redis.
+        `durable=False` changes only the copy in Redis (progress, or a state recovery can do without)."""
+        unknown = set(changes) - _FIELD_NAMES
+        if unknown:
+            raise AttributeError(f"JobRecord has no field {sorted(unknown)}")
+        for record in records:
+            for name, value in changes.items():
+                setattr(record, name, value)
+        self.save(records, durable)
+
+    def save(self, records: list[JobRecord], durable: bool = True) -> None:
+        """Write records as they are now: each durable file, then their copies in one round trip to Redis."""
+        if durable:
+            for record in records:
+                self._write_durable(record)
+        with self.redis.pipeline() as pipe:
+            for record in records:
+                self.cache(record, pipeline=pipe)
+            pipe.execute()
 
     def _write_durable(self, record: JobRecord) -> None:
         write_durably(self.files(record).record, record.to_json())

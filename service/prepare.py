@@ -190,11 +190,15 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
     """Prepare the jobs (one, or small ones of one kind) and mark each prepared, or failed. Their locks
     are held by the caller."""
     store = context.store
-    started = iso(utc_now())
-    for record in group:
-        store.update(record, status=JobStatus.PROCESSING.value, started_at=started, processed_count=0)
+    large = len(group) == 1 and group[0].row_count > context.settings.group_max_rows
+    # a large job is PROCESSING in its durable record too: should its worker die, recovery counts that
+    # against it; a small job cannot run a worker out of memory, and saves the write
+    store.update_all(
+        group, durable=large, status=JobStatus.PROCESSING.value, started_at=iso(utc_now()), processed_count=0
+    )
+    started = time.perf_counter()
     try:
-        if len(group) == 1 and group[0].row_count > context.settings.group_max_rows:
+        if large:
             _prepare_large(context, group[0])
         else:
             _prepare_small(context, group)
@@ -220,6 +224,17 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
         for record in group:
             if not record.is_open:
                 remove_lock(store.files(record).lock)
+    for record in group:
+        logger.info(
+            "prepared job %s (%s, %s, %d rows, %d failed) in %.3f s with %d other(s)",
+            record.job_id,
+            record.organization_id,
+            record.kind,
+            record.row_count,
+            record.failed_count,
+            time.perf_counter() - started,
+            len(group) - 1,
+        )
 
 
 def _wait_and_retry(context: Context, group: list[JobRecord], error: BaseException) -> None:
@@ -368,15 +383,18 @@ class IssueWriter:
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         if self._writer is not None:
             self._writer.close()
-        if error is None:
+        if error is None and self.count:
             commit_file(self.tmp, self.path)
-        else:
-            remove_quietly(self.tmp)
+        else:  # none at all: no file (most jobs), and none left by an earlier try either
+            remove_quietly(self.tmp, self.path)
 
 
 def _write_issues(path: Path, issues: pl.DataFrame) -> None:
+    if issues.is_empty():
+        remove_quietly(path)  # none: no file (most jobs have neither errors nor warnings)
+        return
     with IssueWriter(path) as writer:
-        writer.write(issues.sort("row", "position", maintain_order=True) if issues.height else issues)
+        writer.write(issues.sort("row", "position", maintain_order=True))
 
 
 def _finish(context: Context, record: JobRecord, validated: Validated, failed: int, error_count: int) -> None:

@@ -57,7 +57,7 @@ class Queues:
             args=(record.job_id, record.organization_id),
             job_id=f"{PREPARE_PREFIX}{record.job_id}{suffix}",
             timeout=self.settings.job_timeout_seconds,
-            result_ttl=600,
+            result_ttl=0,  # the outcome is in the job's record, not in RQ
             failure_ttl=7 * 24 * 3600,
             at_front=again,
             pipeline=pipeline,
@@ -73,7 +73,7 @@ class Queues:
             args=(organization_id,),
             job_id=f"{APPLY_PREFIX}{organization_id}-{secrets.token_hex(4)}",
             timeout=self.settings.job_timeout_seconds,
-            result_ttl=60,
+            result_ttl=0,
             failure_ttl=7 * 24 * 3600,
         )
         return True

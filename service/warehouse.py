@@ -249,10 +249,9 @@ def apply_jobs(
             if tables.lines is not None and combined.lines is not None:
                 _replace_lines(con, tables.rows, tables.lines, combined.rows, combined.lines, lineage)
         written = datetime.now(UTC).replace(tzinfo=None)
-        for record in records:
-            _record_job(con, record, JobStatus.COMPLETED, completed_at=written)
-        for record in failed:
-            _record_job(con, record, JobStatus.FAILED, completed_at=parse_iso(record.completed_at) or written)
+        outcomes = [(record, JobStatus.COMPLETED, written) for record in records]
+        outcomes += [(record, JobStatus.FAILED, parse_iso(record.completed_at) or written) for record in failed]
+        _record_jobs(con, outcomes)
         if before_commit is not None:
             before_commit()
         con.execute("COMMIT")
@@ -287,25 +286,29 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
     return Prepared(rows=rows, lines=lines, references=references)
 
 
-def _record_job(con: duckdb.DuckDBPyConnection, record: JobRecord, status: JobStatus, completed_at: datetime) -> None:
-    """The job's import_jobs row, its columns taken from the record (service/job.py declares them)."""
-    row = {
-        "job_id": record.job_id,
-        "organization_id": record.organization_id,
-        "kind": record.kind,
-        "status": status.value,
-        "row_count": record.row_count,
-        "created_at": parse_iso(record.created_at),
-        "processed_count": record.row_count if status is JobStatus.COMPLETED else 0,
-        "failed_count": record.failed_count if status is JobStatus.COMPLETED else record.row_count,
-        "started_at": parse_iso(record.started_at),
-        "completed_at": completed_at,
-    }
-    con.execute("DELETE FROM import_jobs WHERE job_id = ?", [record.job_id])
+def _record_jobs(con: duckdb.DuckDBPyConnection, outcomes: Sequence[tuple[JobRecord, JobStatus, datetime]]) -> None:
+    """The jobs' import_jobs rows, their columns taken from the record (service/job.py declares them)."""
+    rows = []
+    for record, status, completed_at in outcomes:
+        row = {
+            "job_id": record.job_id,
+            "organization_id": record.organization_id,
+            "kind": record.kind,
+            "status": status.value,
+            "row_count": record.row_count,
+            "created_at": parse_iso(record.created_at),
+            "processed_count": record.row_count if status is JobStatus.COMPLETED else 0,
+            "failed_count": record.failed_count if status is JobStatus.COMPLETED else record.row_count,
+            "started_at": parse_iso(record.started_at),
+            "completed_at": completed_at,
+        }
+        rows.append([row[name] for name in WAREHOUSE_COLUMNS])
+    con.execute("DELETE FROM import_jobs WHERE job_id IN (SELECT unnest($ids))", {"ids": [r[0] for r in rows]})
     columns = [definition.split()[0] for definition in WAREHOUSE_COLUMNS.values()]
+    placeholders = "(" + ", ".join("?" for _ in columns) + ")"
     con.execute(
-        f"INSERT INTO import_jobs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-        [row[name] for name in WAREHOUSE_COLUMNS],
+        f"INSERT INTO import_jobs ({', '.join(columns)}) VALUES {', '.join(placeholders for _ in rows)}",
+        [value for row in rows for value in row],
     )
 
 

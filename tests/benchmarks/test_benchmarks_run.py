@@ -21,6 +21,8 @@ TARGETS = {
     "peak RSS api / body",
     "peak RSS worker / body",
     "small jobs per second",
+    "small-job p95 latency (s)",
+    "small jobs, 2 workers / 1",
 }
 
 
@@ -39,7 +41,7 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert list((tmp_path / "work").iterdir()) == []  # scratch space is cleaned up
 
     results = json.loads((out / "latest.json").read_text())
-    assert set(results) == {"meta", "runs", "linearity", "job_stream", "publish", "notes", "targets"}
+    assert set(results) == {"meta", "runs", "linearity", "job_stream", "publish", "concurrency", "notes", "targets"}
     (run,) = results["runs"]
     assert (run["kind"], run["rows"]) == ("inventory", 200)
     assert run["accepted_rows"] + run["failed_rows"] == 200
@@ -60,5 +62,10 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert set(run["ratios"]) >= {"end_to_end_vs_floor", "end_to_end_vs_per_row", "accepted_vs_decode"}
     assert results["job_stream"]["jobs"] == 3
     assert results["publish"][0]["warehouse_bytes"] > 0
+    fairness = results["concurrency"]["fairness"]
+    assert fairness["small_jobs"] >= 20 and 0 < fairness["p50_seconds"] <= fairness["p95_seconds"]
+    assert [run["workers"] for run in results["concurrency"]["scaling"]] == [1, 2]
+    assert all(run["jobs"] == 10 and run["jobs_per_second"] > 0 for run in results["concurrency"]["scaling"])
+    assert "## Many organizations at once" in (out / "latest.md").read_text()
     assert {target["name"] for target in results["targets"]} == TARGETS
     assert all(target["met"] in (True, False, None) for target in results["targets"])

@@ -338,15 +338,15 @@ def test_processed_count_grows_while_a_large_job_runs(api: Api, monkeypatch: pyt
     monkeypatch.setenv("STOCKYARD_VALIDATION_CHUNK_ROWS", "4")
     get_settings.cache_clear()
     seen: list[int] = []
-    update = JobStore.update
+    save = JobStore.save
 
-    def record_progress(store: JobStore, record: JobRecord, durable: bool = True, **changes: Any) -> Any:
-        result = update(store, record, durable, **changes)
-        if record.status == "PROCESSING":  # what a client polling the status would read now
-            seen.append(api.status(record.job_id).json()["processedCount"])
-        return result
+    def record_progress(store: JobStore, records: list[JobRecord], durable: bool = True) -> None:
+        save(store, records, durable)
+        for record in records:
+            if record.status == "PROCESSING":  # what a client polling the status would read now
+                seen.append(api.status(record.job_id).json()["processedCount"])
 
-    monkeypatch.setattr(JobStore, "update", record_progress)
+    monkeypatch.setattr(JobStore, "save", record_progress)
     status = api.run("suppliers", [{"externalId": f"S{i}"} for i in range(10)])
     assert seen == [0, 4, 8, 8]  # the last: prepared, waiting for its turn to be applied
     assert status["processedCount"] == 10 and status["status"] == "COMPLETED"
