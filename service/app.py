@@ -48,6 +48,7 @@ from service.errors import (
     ServiceUnavailableError,
     StockyardError,
     UnsupportedMediaError,
+    storage_error,
 )
 from service.failed_rows import FILE_EXTENSIONS, json_prefix, write_failed_rows
 from service.files import remove_quietly
@@ -57,7 +58,7 @@ from service.job_store import JobStore
 from service.kinds import KINDS
 from service.queue import Queues
 from service.settings import Settings, get_settings
-from service.staging import ACCEPTED_MEDIA_TYPES, BodyDecoder, UploadFormat, stage_body, storage_error
+from service.staging import ACCEPTED_MEDIA_TYPES, BodyDecoder, UploadFormat, stage_body
 from service.views import (
     MAX_OFFSET,
     ErrorBody,

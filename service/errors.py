@@ -16,6 +16,13 @@ StockyardError
 
 from __future__ import annotations
 
+import errno
+import os
+
+import duckdb
+
+_STORAGE_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
 
 class StockyardError(Exception):
     """Base of every error Stockyard raises on purpose."""
@@ -75,3 +82,27 @@ class TransientError(StockyardError):
 
 class TerminalError(StockyardError):
     """The job cannot be applied; it becomes FAILED with this message."""
+
+
+def storage_error(error: OSError | duckdb.Error) -> ServiceUnavailableError:
+    """The client's view of a failed write while staging: 507 when space ran out, 503 otherwise.
+
+    The message names the cause, never a path: nothing of the upload was kept, so retrying is safe.
+    """
+    if isinstance(error, OSError):
+        full = error.errno in _STORAGE_FULL
+        cause = os.strerror(error.errno) if error.errno else type(error).__name__
+    else:
+        text = str(error)
+        full = not any(marker in text for marker in ("Permission denied", "Read-only file system"))
+        cause = next(
+            (m for m in ("No space left on device", "File too large", "Disk quota exceeded") if m in text),
+            "the staging area could not be written",
+        )
+    if full:
+        return ServiceUnavailableError(
+            f"insufficient storage to stage the upload ({cause}); nothing was kept, retry later", status_code=507
+        )
+    return ServiceUnavailableError(
+        f"the staging area is not writable ({cause}); nothing was kept, retry later", status_code=503
+    )

@@ -30,7 +30,7 @@ def test_rows_written_out_of_order_are_sorted(tmp_path: Path) -> None:
     random.Random(3).shuffle(order)
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({ROW: order, "skuId": [f'"S{i}"' for i in order]}), path, row_group_size=8_000)
-    with staging._duckdb(ordered=False) as con:
+    with staging.staging_database(ordered=False) as con:
         staging._ensure_row_order(con, path)
     table = pq.read_table(path)
     assert table.column(ROW).to_pylist() == list(range(50_000))
@@ -42,6 +42,6 @@ def test_rows_in_order_are_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({ROW: [0, 1, 5, 9]}), path, row_group_size=2)
     before = path.stat()
-    with staging._duckdb(ordered=False) as con:
+    with staging.staging_database(ordered=False) as con:
         staging._ensure_row_order(con, path)
     assert path.stat().st_ino == before.st_ino and path.stat().st_mtime_ns == before.st_mtime_ns

@@ -1,0 +1,43 @@
+"""What an upload's body may be: its formats, by Content-Type, and the row types of unreadable lines."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class UploadFormat(StrEnum):
+    """What an upload's body holds, chosen by its Content-Type."""
+
+    JSON = "json"
+    NDJSON = "ndjson"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self]
+
+
+MEDIA_TYPES = {
+    UploadFormat.JSON: "application/json",
+    UploadFormat.NDJSON: "application/x-ndjson",
+    UploadFormat.CSV: "text/csv",
+    UploadFormat.PARQUET: "application/vnd.apache.parquet",
+}
+"""The media type of each format: what the API documents, and what failed rows are sent back as."""
+
+ACCEPTED_MEDIA_TYPES = {
+    "application/json": UploadFormat.JSON,
+    "text/json": UploadFormat.JSON,
+    "application/x-ndjson": UploadFormat.NDJSON,
+    "application/jsonl": UploadFormat.NDJSON,
+    "text/csv": UploadFormat.CSV,
+    "application/vnd.apache.parquet": UploadFormat.PARQUET,
+    "application/x-parquet": UploadFormat.PARQUET,
+}
+"""Every media type an import accepts (and any `+json` type, as JSON)."""
+
+INVALID_JSON = "INVALID_JSON"
+
+INVALID_CSV = "INVALID_CSV"
+"""The `__type` of an NDJSON line or CSV record that could not be read: a row-level error of its own."""
