@@ -26,6 +26,9 @@ LINES_COUNT = "__lines_count"
 
 MAX_IDENTIFIER_LENGTH = 255
 MAX_VALUE_LENGTH = 200
+NOT_UNICODE = "\uffff"
+"""What staging writes where a JSON string held a lone surrogate (`"A\\ud800"`: valid JSON, not Unicode):
+the field is `invalid_value`. U+FFFF is a noncharacter, never interchanged as text."""
 
 ERROR_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
@@ -98,6 +101,23 @@ _ISO_DATE = (
     r"([T ]([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d+)?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
 )
 
+_OFFSET = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
+"""A timestamp that ends so is an instant: converted to UTC before its date is taken (CONTRACT.md)."""
+
+
+def _utc_date(iso: pl.Expr) -> pl.Expr:
+    """The UTC date of an ISO timestamp with an offset (`Z`, `+05`, `+0530`, `+05:30`; seconds optional)."""
+    normal = (
+        iso.str.replace(" ", "T", literal=True)
+        .str.replace(r"Z$", "+00:00")
+        .str.replace(r"([+-]\d{2})$", "${1}:00")
+        .str.replace(r"([+-]\d{2})(\d{2})$", "${1}:${2}")
+        .str.replace(r"T(\d{2}:\d{2})([+-])", "T${1}:00${2}")
+        .str.replace(r":60([.+-])", ":59${1}")  # a leap second: the instant's date is that of its :59
+    )
+    return normal.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_zone="UTC").dt.date()
+
+
 _TYPE_MESSAGES = {
     WireType.IDENTIFIER: "must be a string",
     WireType.TEXT: "must be a string",
@@ -150,7 +170,8 @@ def _parse(raw: pl.Expr, text: pl.Expr, wire_type: WireType) -> pl.Expr:
     if wire_type is WireType.DATE:
         stripped = pl.when(raw.str.starts_with('"')).then(text.str.strip_chars())
         iso = pl.when(stripped.str.contains(_ISO_DATE)).then(stripped)
-        return iso.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        as_written = iso.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        return pl.when(iso.str.contains(_OFFSET)).then(_utc_date(iso)).otherwise(as_written)
     raise AssertionError(f"unknown wire type {wire_type}")
 
 
@@ -160,12 +181,17 @@ def _cast(raw: pl.Expr, text: pl.Expr, parsed: pl.Expr, wire_type: WireType) -> 
     is_string = raw.str.starts_with('"')
     not_empty = pl.when(parsed.str.len_bytes() > 0).then(parsed)  # for text types: empty means missing
     invalid_type = pl.lit(ErrorCode.INVALID_TYPE.value)
+    not_unicode = text.str.contains(NOT_UNICODE, literal=True)
+    invalid_value = pl.lit(ErrorCode.INVALID_VALUE.value)
     if wire_type is WireType.IDENTIFIER:
-        return not_empty, pl.when(present & text.is_null()).then(invalid_type)
+        code = pl.when(present & text.is_null()).then(invalid_type).when(not_unicode).then(invalid_value)
+        return pl.when(~not_unicode).then(not_empty), code
     if wire_type is WireType.TEXT:
-        return parsed, pl.when(present & text.is_null()).then(invalid_type)
+        code = pl.when(present & text.is_null()).then(invalid_type).when(not_unicode).then(invalid_value)
+        return pl.when(~not_unicode).then(parsed), code
     if wire_type is WireType.LABEL:
-        return not_empty, pl.when(present & ~is_string).then(invalid_type)
+        code = pl.when(present & ~is_string).then(invalid_type).when(not_unicode).then(invalid_value)
+        return pl.when(~not_unicode).then(not_empty), code
     if wire_type is WireType.NUMBER:
         code = (
             pl.when(present & parsed.is_null())
@@ -192,11 +218,18 @@ def _shown_value(raw: pl.Expr, text: pl.Expr | None = None) -> pl.Expr:
     when the value's `_json_scalar_text` is already at hand.
     """
     text = _json_scalar_text(raw) if text is None else text
-    shown = pl.coalesce(text, raw).str.slice(0, MAX_VALUE_LENGTH)
+    shown = pl.coalesce(text, raw).str.slice(0, MAX_VALUE_LENGTH).str.replace_all(NOT_UNICODE, "\ufffd", literal=True)
     return pl.when(_is_present(raw)).then(shown)
 
 
 def _cast_message(code: pl.Expr, wire_type: WireType) -> pl.Expr:
+    if wire_type in (WireType.IDENTIFIER, WireType.TEXT, WireType.LABEL):
+        not_unicode = pl.lit("is not valid Unicode (it holds a lone surrogate)")
+        return (
+            pl.when(code == ErrorCode.INVALID_VALUE.value)
+            .then(not_unicode)
+            .otherwise(pl.lit(_TYPE_MESSAGES[wire_type]))
+        )
     return (
         pl.when(code == ErrorCode.INVALID_VALUE.value)
         .then(pl.lit("must be a finite number"))

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import anyio
 import duckdb
@@ -45,6 +45,7 @@ from service.errors import (
     ConflictError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceUnavailableError,
     StockyardError,
     UnsupportedMediaError,
@@ -93,12 +94,16 @@ def _error_responses(*codes: int) -> dict[int, ResponseSpec]:
 # --- plumbing -----------------------------------------------------------------------------------
 
 
+UPLOAD_RETRY_AFTER_SECONDS = 5
+
+
 @dataclass
 class Services:
     settings: Settings
     keys: KeyStore
     jobs: JobStore
     queues: Queues
+    uploads_in_progress: int = 0
 
 
 def _services(request: Request[Any, Any, Any]) -> Services:
@@ -114,7 +119,9 @@ def _authenticate(request: Request[Any, Any, Any], scope: Scope) -> tuple[Servic
 
 
 def _handle_error(request: Request[Any, Any, Any], error: StockyardError) -> Response[ErrorBody]:
-    return Response(ErrorBody(status_code=error.status_code, detail=error.message), status_code=error.status_code)
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    body = ErrorBody(status_code=error.status_code, detail=error.message)
+    return Response(body, status_code=error.status_code, headers=headers)
 
 
 def _status_url(job_id: str) -> str:
@@ -146,11 +153,26 @@ def _is_gzip(request: Request[Any, Any, Any]) -> bool:
     raise UnsupportedMediaError(f"unsupported content encoding {', '.join(encodings)!r}: send gzip, or no encoding")
 
 
-async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int, decoder: BodyDecoder) -> None:
+_HANDOFF_BYTES = 1 << 20
+"""Received bytes are decoded and written by a worker thread a megabyte at a time: inflating gzip (or
+normalizing CSV line endings) never holds the event loop, and the thread hop costs little."""
+
+
+def _decode_and_write(decoder: BodyDecoder, handle: BinaryIO, chunks: list[bytes], final: bool) -> None:
+    for chunk in chunks:
+        for piece in decoder.feed(chunk):
+            handle.write(piece)
+    if final:
+        handle.write(decoder.finish())
+
+
+async def _receive_body(
+    request: Request[Any, Any, Any], path: Path, limit: int, decoder: BodyDecoder, idle_timeout: float
+) -> None:
     """Stream the body to `path` through `decoder`, never more than `limit` bytes received nor written
-    (413 as soon as either is exceeded, with or without a Content-Length). When the disk refuses a
-    write, the rest of the body is read and dropped, so that the client gets the 507/503 rather than a
-    connection reset in the middle of its upload."""
+    (413 as soon as either is exceeded, with or without a Content-Length); a body that sends nothing for
+    `idle_timeout` seconds is a 408. When the disk refuses a write, the rest of the body is read and
+    dropped, so that the client gets the 507/503 rather than a connection reset in the middle of its upload."""
     announced = request.headers.get("content-length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
         raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
@@ -162,28 +184,34 @@ async def _receive_body(request: Request[Any, Any, Any], path: Path, limit: int,
     except OSError as error:
         failure = error
     received = 0
+    pending: list[bytes] = []
+    pending_bytes = 0
     try:
         while True:
-            message = await request.receive()
+            try:
+                with anyio.fail_after(idle_timeout):
+                    message = await request.receive()
+            except TimeoutError:
+                raise RequestTimeoutError(f"no part of the body arrived for {idle_timeout:g} s") from None
             if message["type"] == "http.disconnect":
                 raise BadRequestError("the client disconnected before the body was complete")
             chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
             received += len(chunk)
             if received > limit:
                 raise PayloadTooLargeError(f"the body is larger than the limit of {limit} bytes")
-            if chunk and failure is None and handle is not None:
+            final = not message.get("more_body", False)
+            if chunk:
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+            if failure is None and handle is not None and (final or pending_bytes >= _HANDOFF_BYTES):
                 try:
-                    for piece in decoder.feed(chunk):
-                        handle.write(piece)
+                    await anyio.to_thread.run_sync(_decode_and_write, decoder, handle, pending, final)
                 except OSError as error:
                     failure = error
-            if not message.get("more_body", False):
+            if final or pending_bytes >= _HANDOFF_BYTES:
+                pending, pending_bytes = [], 0
+            if final:
                 break
-        if failure is None and handle is not None:
-            try:
-                handle.write(decoder.finish())
-            except OSError as error:
-                failure = error
     finally:
         if handle is not None:
             try:
@@ -198,12 +226,32 @@ async def _accept_import(request: Request[Any, Any, Any], contract: Contract) ->
     services, principal = _authenticate(request, Scope.IMPORT_WRITE)
     upload_format = _upload_format(request)
     settings = services.settings
+    if services.uploads_in_progress >= settings.max_concurrent_uploads:
+        raise ServiceUnavailableError(
+            f"{services.uploads_in_progress} uploads are being received already; retry in a few seconds",
+            retry_after=UPLOAD_RETRY_AFTER_SECONDS,
+        )
+    services.uploads_in_progress += 1
+    try:
+        return await _stage_and_accept(request, services, principal, contract, upload_format)
+    finally:
+        services.uploads_in_progress -= 1
+
+
+async def _stage_and_accept(
+    request: Request[Any, Any, Any],
+    services: Services,
+    principal: Principal,
+    contract: Contract,
+    upload_format: UploadFormat,
+) -> Response[ImportAccepted]:
+    settings = services.settings
     decoder = BodyDecoder(settings.max_body_bytes, gzip=_is_gzip(request), upload_format=upload_format)
     job_id = secrets.token_hex(16)  # 128 random bits: unguessable, never sequential
     files = JobFiles.of(settings.staging_dir, principal.organization_id, job_id)
     lines_path = files.lines if contract.has_lines else None
     try:
-        await _receive_body(request, files.body, settings.max_body_bytes, decoder)
+        await _receive_body(request, files.body, settings.max_body_bytes, decoder, settings.body_idle_timeout_seconds)
         staged = await anyio.to_thread.run_sync(stage_body, contract, files.body, files.rows, lines_path, upload_format)
         record = JobRecord(
             job_id=job_id,

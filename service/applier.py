@@ -66,12 +66,7 @@ class Applier:
         self.settings = settings
         self.store = JobStore(connection, settings)
         self.queues = Queues(connection, settings)
-        self.warehouse = Warehouse(
-            settings.data_dir,
-            settings.warehouse_path,
-            memory_limit=settings.duckdb_memory_limit,
-            threads=settings.duckdb_threads,
-        )
+        self.warehouse = Warehouse(settings.data_dir, settings.warehouse_path, settings.duckdb_config())
         self.publisher = Publisher(self.warehouse, settings)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []

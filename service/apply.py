@@ -29,7 +29,7 @@ from service import hooks
 from service.job import JobRecord, JobStatus, iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
-from service.prepare import fail_job, is_transient, read_prepared
+from service.prepare import fail_job, is_transient, read_prepared, transient_reason
 from service.warehouse import applied_at, apply_jobs
 from transforms import Prepared
 
@@ -68,7 +68,12 @@ def apply_organization(organization_id: str) -> int:
                 if not try_lock(apply_lock_path(applier.settings.staging_dir, organization_id), held):
                     return settled  # another lane has the organization; it looks again once it lets go
                 while (run := ready_run(applier, organization_id)) and not applier.stopping.is_set():
-                    settled += apply_run(applier, run)
+                    try:
+                        settled += apply_run(applier, run)
+                    except Exception as error:
+                        if is_transient(error):
+                            _show_waiting(applier, run, f"{transient_reason(error)}; tried again in {backoff:.0f} s")
+                        raise
                     backoff = TRANSIENT_BACKOFF_SECONDS
             # a job may have become ready after the last look and before the lock was let go: its own
             # apply job found the lock taken, so look again now that it is free
@@ -81,6 +86,14 @@ def apply_organization(organization_id: str) -> int:
             if applier.stopping.wait(backoff):
                 return settled
             backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
+
+
+def _show_waiting(applier: Applier, run: Run, reason: str) -> None:
+    """Say in the jobs' status why they wait (in Redis only: the disk may be what is full)."""
+    try:
+        applier.store.update_all(run.jobs, durable=False, waiting_reason=reason)
+    except Exception:
+        logger.warning("could not record why jobs wait: %s", reason)
 
 
 def ready_run(applier: Applier, organization_id: str) -> Run:
@@ -159,6 +172,7 @@ def _commit_run(applier: Applier, run: Run) -> int:
         record.processed_count = record.row_count
         record.completed_at = iso(committed.get(record.job_id, written).replace(tzinfo=UTC))
         record.recorded = True
+        record.waiting_reason = None
     for record in run.failed:
         record.recorded = True
     store.save([*run.jobs, *run.failed])

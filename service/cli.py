@@ -190,18 +190,10 @@ def _print_dev_key(data_dir: Path) -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on [env STOCKYARD_PORT].")
 def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
     """The HTTP API alone (stateless: run as many as you like against one Redis)."""
-    import uvicorn
+    from service.server import run_api
 
     _apply(data_dir, host=host, port=port)
-    settings = get_settings()
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-    )
+    run_api(get_settings(), log_level="warning")
 
 
 @main.command()

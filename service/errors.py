@@ -7,6 +7,7 @@ StockyardError
 │   ├── ForbiddenError         403  valid key without the scope
 │   ├── NotFoundError          404  no such job (or another organization's)
 │   ├── ConflictError          409  the job is not in a state that allows it (not finished yet)
+│   ├── RequestTimeoutError    408  the body stopped arriving
 │   ├── PayloadTooLargeError   413
 │   └── UnsupportedMediaError  415
 ├── ServiceUnavailableError  503/507: we could not stage the upload; nothing is kept
@@ -28,6 +29,8 @@ class StockyardError(Exception):
     """Base of every error Stockyard raises on purpose."""
 
     status_code = 500
+    retry_after: int | None = None
+    """Seconds a client should wait before trying again (the Retry-After header), if it should."""
 
     def __init__(self, message: str, *, job_id: str | None = None, kind: str | None = None) -> None:
         super().__init__(message)
@@ -60,6 +63,10 @@ class ConflictError(ClientError):
     status_code = 409
 
 
+class RequestTimeoutError(ClientError):
+    status_code = 408
+
+
 class PayloadTooLargeError(ClientError):
     status_code = 413
 
@@ -71,9 +78,12 @@ class UnsupportedMediaError(ClientError):
 class ServiceUnavailableError(StockyardError):
     """The upload could not be staged (disk full, unwritable data directory)."""
 
-    def __init__(self, message: str, *, status_code: int = 503, **context: str | None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int = 503, retry_after: int | None = None, **context: str | None
+    ) -> None:
         super().__init__(message, **context)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class TransientError(StockyardError):

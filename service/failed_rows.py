@@ -24,11 +24,12 @@ import duckdb
 
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.job_files import JobFiles
+from service.settings import get_settings
 from service.staging import UploadFormat
+from service.staging.formats import ERRORS_COLUMN, FORMULA_PREFIX, QUOTE_MARK
 
 ROW_COLUMN = "_row"
 LINE_COLUMN = "_line"
-ERRORS_COLUMN = "_errors"
 VALUE_COLUMN = "_value"
 FILE_EXTENSIONS = {
     UploadFormat.JSON: ".json",
@@ -81,9 +82,7 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, files: JobFiles) -
             f" FROM read_parquet({_literal(str(files.errors))}, file_row_number=true) WHERE row IS NOT NULL"
         )
     else:  # a job without errors has no errors file
-        con.execute(
-            "CREATE TEMP TABLE errors (__row BIGINT, field VARCHAR, message VARCHAR, __position BIGINT)"
-        )
+        con.execute("CREATE TEMP TABLE errors (__row BIGINT, field VARCHAR, message VARCHAR, __position BIGINT)")
     con.execute(
         f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(files.rows))})"
         f" WHERE {ROW} IN (SELECT __row FROM errors)"
@@ -157,7 +156,19 @@ def _records(contract: Contract, upload_format: UploadFormat) -> str:
     if contract.has_lines:
         extra.append(f"{line} AS {LINE_COLUMN}")
     extra += [f"{messages} AS {ERRORS_COLUMN}", f"{value} AS {VALUE_COLUMN}"]
-    return f"SELECT {', '.join(cells + line_cells + extra)} FROM failed r{joins} ORDER BY r.{ROW}, {line} NULLS FIRST"
+    columns = cells + line_cells + extra
+    if upload_format is UploadFormat.CSV:  # no cell a spreadsheet would run as a formula
+        columns = [_defused(column) for column in columns]
+    return f"SELECT {', '.join(columns)} FROM failed r{joins} ORDER BY r.{ROW}, {line} NULLS FIRST"
+
+
+def _defused(column: str) -> str:
+    """`expression AS name`, with a quote mark before a text a spreadsheet would take for a formula (CSV
+    staging takes one off again: service/staging/formats.py, FORMULA_PREFIX)."""
+    expression, _, name = column.rpartition(" AS ")
+    text = f"({expression})::VARCHAR"
+    quoted = _literal(QUOTE_MARK) + f" || {text}"
+    return f"CASE WHEN regexp_matches({text}, {_literal(FORMULA_PREFIX)}) THEN {quoted} ELSE {text} END AS {name}"
 
 
 def write_failed_rows(contract: Contract, files: JobFiles, upload_format: UploadFormat, target: Path) -> bytes:
@@ -166,7 +177,8 @@ def write_failed_rows(contract: Contract, files: JobFiles, upload_format: Upload
     For JSON, what is sent before it is `json_prefix(contract)`: the rows are written as lines, so
     that the file is never built in memory.
     """
-    with duckdb.connect(config={"threads": 2, "preserve_insertion_order": True}) as con:
+    config = get_settings().duckdb_config(preserve_insertion_order=True)
+    with duckdb.connect(config=config) as con:
         _load(con, contract, files)
         output = _literal(str(target))
         if upload_format in (UploadFormat.JSON, UploadFormat.NDJSON):

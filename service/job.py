@@ -64,6 +64,12 @@ class JobRecord:
     """The warehouse's import_jobs row is written."""
     attempts: int = _field(default=0)
     """Preparations of this job that a dead worker left unfinished."""
+    waiting_reason: str | None = _field()
+    """Why an open job waits: transient trouble (a full disk, Redis refusing writes) it is retried after."""
+    retry_at: float | None = _field()
+    """When (epoch seconds) a job that met transient trouble is tried again."""
+    transient_failures: int = _field(default=0)
+    """Tries in a row that met transient trouble: the wait before the next one doubles with them."""
 
     @property
     def is_open(self) -> bool:

@@ -17,13 +17,17 @@ which it does in acceptance order, whatever order they were prepared in.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -61,6 +65,8 @@ return 0
 """
 _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 _TRANSIENT_BACKOFF_SECONDS = 1.0
+MAX_RETRY_SECONDS = 300.0
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 logger = logging.getLogger("stockyard.prepare")
 
@@ -82,12 +88,22 @@ class Context:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Worth another try later, with nothing lost: Redis away, or storage full or not writable for now."""
+    """Worth another try later, with nothing lost: Redis away, or storage full or not writable for now.
+
+    Polars and DuckDB report a failed write in words (`File too large (os error 27)`, `Could not write
+    file ...: No space left on device`): those count as the OSError they stand for. A DuckDB database
+    invalidated by a failed write is reopened (service/warehouse.py), so that too is worth a retry."""
     if isinstance(error, redis.RedisError | TransientError):
         return True
     if isinstance(error, OSError):
         return error.errno in _TRANSIENT_ERRNOS
-    return isinstance(error, duckdb.IOException)
+    if isinstance(error, duckdb.IOException | duckdb.FatalException):
+        return True
+    text = str(error)
+    found = _OS_ERROR.search(text)
+    if found is not None:
+        return int(found.group(1)) in _TRANSIENT_ERRNOS
+    return any(os.strerror(code) in text for code in _TRANSIENT_ERRNOS)
 
 
 def prepare_import(job_id: str, organization_id: str | None = None) -> str:
@@ -238,14 +254,41 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
 
 
 def _wait_and_retry(context: Context, group: list[JobRecord], error: BaseException) -> None:
-    """A transient failure: the jobs go back to PENDING (best effort: Redis or the disk may be away), to be
-    queued again by recovery once this worker has paused, so not in a hot loop."""
+    """A transient failure: the jobs go back to PENDING with the reason and when they are tried again
+    (1 s, doubling up to MAX_RETRY_SECONDS); recovery queues them again then. Recorded durably if the
+    disk lets us, else in Redis only (a full disk is the usual reason), and never counted as a crash."""
+    reason = transient_reason(error)
     for record in group:
+        record.transient_failures += 1
+        delay = min(2.0 ** (record.transient_failures - 1), MAX_RETRY_SECONDS)
+        changes: dict[str, Any] = {
+            "status": JobStatus.PENDING.value,
+            "started_at": None,
+            "processed_count": 0,
+            "waiting_reason": f"{reason}; tried again in {delay:.0f} s",
+            "retry_at": time.time() + delay,
+        }
         try:
-            context.store.update(record, status=JobStatus.PENDING.value, started_at=None, processed_count=0)
+            context.store.update(record, **changes)
         except Exception:
-            logger.warning("could not set job %s back to PENDING (%s)", record.job_id, error)
+            with contextlib.suppress(Exception):
+                context.store.update(record, durable=False, **changes)
+    logger.warning("%d job(s) wait for transient trouble to pass: %s", len(group), reason)
     time.sleep(_TRANSIENT_BACKOFF_SECONDS)
+
+
+def transient_reason(error: BaseException) -> str:
+    """What a job waits for, in words for its status."""
+    if isinstance(error, redis.RedisError):
+        return f"waiting for Redis ({error})"
+    code = error.errno if isinstance(error, OSError) else None
+    found = _OS_ERROR.search(str(error))
+    code = code if code is not None else (int(found.group(1)) if found else None)
+    if code is None:
+        code = next((c for c in _TRANSIENT_ERRNOS if os.strerror(c) in str(error)), None)
+    if code is not None:
+        return f"waiting for storage: {os.strerror(code)} ({errno.errorcode.get(code, code)})"
+    return f"waiting for storage: {str(error).splitlines()[0]}"
 
 
 def missing_upload(contract: Contract, files: JobFiles) -> str | None:
@@ -405,7 +448,14 @@ def _finish(context: Context, record: JobRecord, validated: Validated, failed: i
     _write_issues(files.warnings, prepared.warnings.sort("row", maintain_order=True))
     write_prepared(files, prepared)
     context.store.update(
-        record, prepared=True, failed_count=failed, error_count=error_count, warning_count=prepared.warnings.height
+        record,
+        prepared=True,
+        failed_count=failed,
+        error_count=error_count,
+        warning_count=prepared.warnings.height,
+        waiting_reason=None,
+        retry_at=None,
+        transient_failures=0,
     )
 
 

@@ -19,6 +19,7 @@ from service.settings import Settings
 from service.warehouse import Warehouse
 
 PUBLISH_COST_FACTOR = 4
+MAX_BACKOFF_SECONDS = 60.0
 
 logger = logging.getLogger("stockyard.publish")
 
@@ -30,6 +31,7 @@ class Publisher:
         self.pending = False
         self.last_published = 0.0  # time.monotonic() of the last copy
         self.last_cost = 0.0  # seconds the last copy took
+        self.failures = 0  # copies in a row that failed: the next try waits 1, 2, 4 ... 60 s
         self._wake = threading.Event()
         self._lock = threading.Lock()
 
@@ -40,9 +42,10 @@ class Publisher:
 
     def wait_seconds(self) -> float:
         """How long until a pending copy is due (0: now)."""
-        if self.settings.publish_interval_seconds <= 0:
+        backoff = min(2.0 ** (self.failures - 1), MAX_BACKOFF_SECONDS) if self.failures else 0.0
+        if self.settings.publish_interval_seconds <= 0 and not backoff:
             return 0.0
-        wait = max(self.settings.publish_interval_seconds, PUBLISH_COST_FACTOR * self.last_cost)
+        wait = max(self.settings.publish_interval_seconds, PUBLISH_COST_FACTOR * self.last_cost, backoff)
         return max(0.0, self.last_published + wait - time.monotonic())
 
     def publish_if_due(self) -> bool:
@@ -58,13 +61,16 @@ class Publisher:
         started = time.monotonic()
         try:
             self.warehouse.publish(self.settings.analytics_path)
-        except Exception:
+        except Exception as error:
             self.pending = True
-            logger.warning("could not publish the analysts' copy; retrying after the interval", exc_info=True)
+            self.failures += 1
+            wait = min(2.0 ** (self.failures - 1), MAX_BACKOFF_SECONDS)
+            logger.warning("could not publish the analysts' copy (%s); trying again in %.0f s", error, wait)
             return False
         finally:
             self.last_published = time.monotonic()
             self.last_cost = self.last_published - started
+        self.failures = 0
         return True
 
     def run(self, stopping: threading.Event) -> None:

@@ -93,12 +93,15 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
         current = store.read_durable(record.organization_id, record.job_id)  # read after the lock check
         if current is None or not current.is_open:
             continue
+        transient = _waiting(store, current)
+        if transient is not None and (transient.retry_at or 0) > time.time():
+            continue  # transient trouble: tried again once its wait is over
         if current.prepared and all(p.exists() for p in _prepared_files(current, files)):
             needs_applier.add(current.organization_id)
             continue
         problem = _why_it_cannot_run(current, files)
-        if problem is None and current.status == JobStatus.PROCESSING and not current.prepared:
-            current.attempts += 1  # a worker died preparing it
+        if problem is None and current.status == JobStatus.PROCESSING and not current.prepared and transient is None:
+            current.attempts += 1  # a worker died preparing it (transient trouble does not count)
             if current.attempts >= settings.max_attempts:
                 problem = (
                     f"import failed: preparing this job stopped its worker {current.attempts} times"
@@ -131,6 +134,18 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
     if report.failed:
         logger.warning("recovery: %d job(s) failed: %s", len(report.failed), _some(report.failed))
     return report
+
+
+def _waiting(store: JobStore, record: JobRecord) -> JobRecord | None:
+    """The job's state if it waits after transient trouble (durable, or only in Redis when the disk was
+    full), else None."""
+    if record.waiting_reason is not None:
+        return record
+    try:
+        cached = store.get(record.job_id)
+    except Exception:
+        return None
+    return cached if cached.waiting_reason is not None and cached.is_open else None
 
 
 def _prepared_files(record: JobRecord, files: JobFiles) -> list[Path]:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_MAX_BODY_BYTES = 1 << 30
+DuckDBConfig = dict[str, str | int | float | list[str]]
 
 
 def _env(name: str, default: str) -> str:
@@ -26,6 +27,12 @@ class Settings:
     """Port the API listens on."""
     max_body_bytes: int = field(default_factory=lambda: int(_env("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))))
     """Largest accepted request body; larger ones get 413 without being read whole."""
+    body_idle_timeout_seconds: float = field(default_factory=lambda: float(_env("BODY_IDLE_TIMEOUT", "30")))
+    """An upload whose body sends nothing for this long is answered 408 and dropped."""
+    header_timeout_seconds: float = field(default_factory=lambda: float(_env("HEADER_TIMEOUT", "10")))
+    """A connection that has not sent a whole request head within this long is closed."""
+    max_concurrent_uploads: int = field(default_factory=lambda: int(_env("MAX_CONCURRENT_UPLOADS", "64")))
+    """Uploads being received at once by one API process; beyond, 503 with Retry-After."""
     publish_interval_seconds: float = field(default_factory=lambda: float(_env("PUBLISH_INTERVAL", "2")))
     """Least time between two copies of the warehouse for analysts while jobs keep coming."""
     job_timeout_seconds: int = field(default_factory=lambda: int(_env("JOB_TIMEOUT", "7200")))
@@ -62,6 +69,16 @@ class Settings:
     """How often an idle worker looks for accepted jobs that Redis lost or whose worker died."""
     shutdown_timeout_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_TIMEOUT", "60")))
     """How long `serve` lets the API and a running job finish on Ctrl-C/SIGTERM before killing them."""
+
+    def duckdb_config(self, **extra: str | int | float) -> DuckDBConfig:
+        """The configuration of every DuckDB database Stockyard opens: bounded memory and threads, and
+        spilling to the data directory rather than the current one."""
+        return {
+            "memory_limit": self.duckdb_memory_limit,
+            "threads": self.duckdb_threads,
+            "temp_directory": str(self.data_dir / "duckdb-tmp"),
+            **extra,
+        }
 
     @property
     def staging_dir(self) -> Path:

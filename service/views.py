@@ -91,4 +91,6 @@ def status_view(record: JobRecord, settings: Settings) -> Any:
         errors = issues(read_issues(files, "errors", 0, STATUS_ERROR_LIMIT))
     values = {wire: getattr(record, name) for name, wire in WIRE_FIELDS.items()}
     warnings = issues(read_issues(files, "warnings", 0, STATUS_ERROR_LIMIT))
+    if record.is_open and record.waiting_reason:  # transient trouble: the job waits and is tried again
+        warnings.insert(0, RowIssue(row=None, field=None, code="retrying", message=record.waiting_reason, value=None))
     return JobStatusView(**values, errors=errors, warnings=warnings)

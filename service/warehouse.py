@@ -10,6 +10,7 @@ and the property tests in tests/service/test_merge_model.py check that no key is
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -27,6 +28,7 @@ import polars as pl
 
 from service.files import commit_file, temporary_path
 from service.job import WAREHOUSE_COLUMNS, JobRecord, JobStatus, parse_iso
+from service.settings import DuckDBConfig
 from transforms import Prepared
 
 LAST_JOB = "last_job_id"
@@ -100,7 +102,7 @@ STUB_COLUMNS: dict[str, dict[str, str]] = {
 STUB_KEYS = {"products": "external_id", "suppliers": "external_id", "locations": "location_id"}
 
 
-def _connect(path: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, config: DuckDBConfig) -> duckdb.DuckDBPyConnection:
     """A read-write connection that checkpoints only when told to (publish, close), never on COMMIT.
 
     DuckDB's automatic checkpoint fired on the commit of small jobs that update rows scattered over a
@@ -111,8 +113,7 @@ def _connect(path: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConn
     return duckdb.connect(
         str(path),
         config={
-            "threads": threads,
-            "memory_limit": memory_limit,
+            **config,
             "checkpoint_threshold": CHECKPOINT_THRESHOLD,
             "storage_compatibility_version": STORAGE_VERSION,
         },
@@ -135,14 +136,14 @@ class Warehouse:
     checkpoints while lanes keep merging: a checkpoint writes what is committed, never what is not.
     """
 
-    def __init__(self, data_dir: Path, path: Path, *, memory_limit: str = "2GB", threads: int = 2) -> None:
+    def __init__(self, data_dir: Path, path: Path, config: DuckDBConfig | None = None) -> None:
         self.data_dir = data_dir
         self.path = path
-        self._memory_limit = memory_limit
-        self._threads = threads
+        self._config = config or {"threads": 2}
         self._lock: IO[str] | None = None
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._publishing = threading.Lock()
+        self._opening = threading.Lock()
 
     def try_hold(self) -> bool:
         """Take the file for this process if no other process has it; True if this process has it now."""
@@ -163,23 +164,39 @@ class Warehouse:
         return self._lock is not None
 
     def _database(self) -> duckdb.DuckDBPyConnection:
-        if self._lock is None:
-            raise RuntimeError("the warehouse is not held by this process")
-        if self._connection is None:
-            connection = _connect(self.path, self._memory_limit, self._threads)
-            if not _has_schema(connection):
-                connection.execute(SCHEMA)
-            self._connection = connection
-        return self._connection
+        with self._opening:
+            if self._lock is None:
+                raise RuntimeError("the warehouse is not held by this process")
+            if self._connection is None:
+                connection = _connect(self.path, self._config)
+                if not _has_schema(connection):
+                    connection.execute(SCHEMA)
+                self._connection = connection
+            return self._connection
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection of its own to the held database (temp tables and transactions are its own)."""
-        cursor = self._database().cursor()
+        """A connection of its own to the held database (temp tables and transactions are its own).
+
+        DuckDB invalidates a database whose write failed (a full disk during a checkpoint, say): every
+        later statement fails. The database is then closed, and the next cursor opens it again, which
+        replays its WAL: what was committed is kept, and the caller retries what was not."""
+        database = self._database()
+        cursor = database.cursor()
         try:
             yield cursor
+        except duckdb.FatalException:
+            self._reopen_later(database)
+            raise
         finally:
             cursor.close()
+
+    def _reopen_later(self, database: duckdb.DuckDBPyConnection) -> None:
+        with self._opening:
+            if self._connection is database:
+                self._connection = None
+                with contextlib.suppress(duckdb.Error):
+                    database.close()
 
     def publish(self, analytics_path: Path) -> None:
         """Checkpoint (the file then holds every commit), copy the file, and swap the copy in atomically.

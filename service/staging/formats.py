@@ -41,3 +41,16 @@ INVALID_JSON = "INVALID_JSON"
 
 INVALID_CSV = "INVALID_CSV"
 """The `__type` of an NDJSON line or CSV record that could not be read: a row-level error of its own."""
+
+MAX_COLUMNS = 10_000
+"""A CSV header or Parquet file with more columns than this is refused with a 400: DuckDB's planning time
+and memory grow with the columns (150,000 of them ran it out of memory)."""
+
+QUOTE_MARK = "'"
+FORMULA_PREFIX = "^'*[-=+@\t\r]"
+"""A CSV cell that a spreadsheet would run as a formula (OWASP's list: = + - @, tab, carriage return),
+after any number of quote marks. Failed rows sent back as CSV carry one more quote mark before such a
+cell (shown as text, never run); when that file comes back (its header has ERRORS_COLUMN), one is taken
+off such a cell, so the file round-trips. Any other CSV is staged exactly as sent."""
+ERRORS_COLUMN = "_errors"
+"""The column of a failed-rows file that holds a row's error messages (service/failed_rows.py)."""

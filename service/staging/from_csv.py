@@ -13,7 +13,7 @@ import duckdb
 
 from contracts.common import ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError
-from service.staging.formats import INVALID_CSV
+from service.staging.formats import ERRORS_COLUMN, FORMULA_PREFIX, INVALID_CSV, MAX_COLUMNS, QUOTE_MARK
 from service.staging.records import line_reader, read_records
 from service.staging.rows import copy_records
 from service.staging.sql import key_text, literal, quote
@@ -42,10 +42,18 @@ def _csv_header(body_path: Path, contract: Contract) -> tuple[list[str], str]:
     for delimiter in _CSV_DELIMITERS:
         header = [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
         if set(header) & set(wanted):
+            if len(header) > MAX_COLUMNS:
+                raise BadRequestError(f"the CSV header has {len(header):,} columns; at most {MAX_COLUMNS:,} are read")
             return header, delimiter
     raise BadRequestError(
         f"the CSV header line names none of the fields of {contract.kind}: expected {', '.join(wanted)}"
     )
+
+
+def _formula_kept(cell: str) -> str:
+    """A cell without the quote mark that failed rows put before a formula-like text (formats.FORMULA_PREFIX)."""
+    exported = literal(FORMULA_PREFIX.replace(QUOTE_MARK + "*", QUOTE_MARK + "+", 1))
+    return f"CASE WHEN regexp_matches({cell}, {exported}) THEN {cell}[2:] ELSE {cell} END"
 
 
 def _csv_cell(text: str, index: int, delimiter: str) -> str:
@@ -64,12 +72,15 @@ def stage_csv(
     con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
 ) -> int:
     header, delimiter = _csv_header(body_path, contract)
+    # a failed-rows file of ours (it has the errors column) comes back: take off the quote marks it added
+    cell = _formula_kept if ERRORS_COLUMN in header else str
     position = {name: index for index, name in enumerate(header) if name}  # a repeated name: the last wins
     reader = line_reader(body_path, [f"c{i}" for i in range(len(header))], header=True, delimiter=delimiter, quote='"')
     numbered = read_records(con, reader, first_line=2)
     wanted = [*contract.fields, *contract.line_fields]
     cells = [
-        (f"to_json(c{position[f.name]})::VARCHAR" if f.name in position else "NULL::VARCHAR") + f" AS {quote(f.name)}"
+        (f"to_json({cell(f'c{position[f.name]}')})::VARCHAR" if f.name in position else "NULL::VARCHAR")
+        + f" AS {quote(f.name)}"
         for f in wanted
     ]
     nulls = [f"NULL::VARCHAR AS {quote(f.name)}" for f in wanted]

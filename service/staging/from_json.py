@@ -14,8 +14,9 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
-from contracts.common import ROW, ROW_TYPE, ROW_VALUE, Contract
+from contracts.common import NOT_UNICODE, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError
+from service.staging.numbers import json_elements, restore_number_texts
 from service.staging.rows import copy_raw_rows
 from service.staging.sql import last_value, quote
 
@@ -45,18 +46,20 @@ def isolate_array(body_path: Path, array_key: str) -> int:
     size = body_path.stat().st_size
     if size == 0:
         raise BadRequestError(f'empty body: expected a JSON object with "{array_key}"')
-    with open(body_path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as view:
-        located = _locate_array(view, array_key)
-        if isinstance(located, str):
-            problem = located
-        else:
-            start, end = located
-            view[:start] = _PADDING * start
-            view[end:] = _PADDING * (size - end)
-            problem = ""
-    if problem:
-        raise BadRequestError(problem)
-    return size
+    for attempt in range(2):
+        with open(body_path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as view:
+            located = _locate_array(view, array_key)
+            if isinstance(located, str):
+                problem = located
+            else:
+                start, end = located
+                view[:start] = _PADDING * start
+                view[end:] = _PADDING * (size - end)
+                return size
+        # a lone surrogate is valid JSON that is not Unicode: a row error of its row, not a 400
+        if attempt or "escape" not in problem or not mark_lone_surrogates(body_path):
+            break
+    raise BadRequestError(problem)
 
 
 def _locate_array(view: mmap.mmap, array_key: str) -> tuple[int, int] | str:
@@ -70,6 +73,8 @@ def _locate_array(view: mmap.mmap, array_key: str) -> tuple[int, int] | str:
         return f'expected a JSON object with "{array_key}"'
     except msgspec.DecodeError as error:
         return f"body is not valid JSON: {error}"
+    except UnicodeDecodeError:  # a top-level key that is not UTF-8
+        return "body is not valid UTF-8"
     except RecursionError:
         return "body is nested too deeply to be read (more than about 1,000 levels of arrays or objects)"
     base = pa.py_buffer(view).address
@@ -175,11 +180,47 @@ def stage_json(
     con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
 ) -> int:
     max_object = max(body_path.stat().st_size, 1 << 20)
-    for tolerant in (False, True):
+    marked = False
+    tolerant = False
+    while True:
         try:
-            return _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)
+            row_count = _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)
+            restore_number_texts(con, contract, json_elements(body_path, max_object), rows_tmp, lines_tmp)
+            return row_count
         except duckdb.InvalidInputException as error:
+            if "surrogate" in str(error) and not marked:
+                # valid JSON that is not Unicode: each lone surrogate becomes a row error of its own row
+                marked = mark_lone_surrogates(body_path) > 0
+                if marked:
+                    continue
             # the fast reader refuses elements it cannot map (null, 5, duplicate keys): retry tolerantly
             if tolerant or "Malformed JSON" in str(error):
                 raise BadRequestError(_describe_json_error(error)) from None
-    raise AssertionError("unreachable")
+            tolerant = True
+
+
+_SURROGATE = re.compile(rb"\\+u[dD][89a-fA-F][0-9a-fA-F]{2}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?")
+_NOT_UNICODE_ESCAPE = b"\\u" + f"{ord(NOT_UNICODE):04x}".encode()
+
+
+def mark_lone_surrogates(body_path: Path) -> int:
+    """Overwrite, in place, each escape of a lone surrogate (`\\ud800` with no low surrogate after it, or a
+    low one alone) with the escape of NOT_UNICODE, the same six bytes; return how many there were.
+
+    A run of backslashes before the `u` is an escape only when it is odd (`\\\\ud800` is a backslash and
+    text); a high surrogate followed by a low one is a character (an emoji) and is left alone.
+    """
+    marked = 0
+    with open(body_path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as view:
+        for found in _SURROGATE.finditer(view):
+            text = found.group()
+            slashes = len(text) - len(text.lstrip(b"\\"))
+            if slashes % 2 == 0:
+                continue  # escaped backslashes, then plain text
+            escape = found.start() + slashes - 1
+            first = int(text[slashes + 1 : slashes + 5], 16)
+            if 0xD800 <= first <= 0xDBFF and len(text) == slashes + 11:
+                continue  # a surrogate pair
+            view[escape : escape + 6] = _NOT_UNICODE_ESCAPE
+            marked += 1
+    return marked

@@ -10,6 +10,7 @@ import duckdb
 
 from contracts.common import ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.staging.formats import INVALID_JSON
+from service.staging.numbers import restore_number_texts
 from service.staging.records import line_reader, read_records
 from service.staging.rows import copy_raw_rows
 from service.staging.sql import finite, last_value, quote
@@ -32,9 +33,10 @@ def stage_ndjson(
         f" FROM ({numbered}) WHERE trim(line, ' \t') <> ''"  # blank (NULL or spaces): skipped, its number kept
         f" UNION ALL SELECT __record, __text, '{INVALID_JSON}' FROM rejected"  # e.g. not UTF-8: never parsed
     )
+    con.execute(f"CREATE TEMP TABLE ndjson_lines AS {lines}")
     objects = (
         f"SELECT *, CASE WHEN {ROW_TYPE} = 'OBJECT' THEN json_keys(__text) END AS __keys,"
-        f" CASE WHEN {ROW_TYPE} = 'OBJECT' THEN json_extract(__text, '$.*') END AS __values FROM ({lines})"
+        f" CASE WHEN {ROW_TYPE} = 'OBJECT' THEN json_extract(__text, '$.*') END AS __values FROM ndjson_lines"
     )
     names = [f.name for f in contract.fields] + (["lines"] if contract.has_lines else [])
     fields = [f"{finite(last_value('__keys', '__values', name))} AS {quote(name)}" for name in names]
@@ -43,4 +45,7 @@ def stage_ndjson(
         f"CREATE TEMP {relation} raw_rows AS SELECT {ROW}, {ROW_TYPE},"
         f" CASE WHEN {ROW_TYPE} <> 'OBJECT' THEN __text END AS {ROW_VALUE}, {', '.join(fields)} FROM ({objects})"
     )
-    return copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=True, sort=True)
+    row_count = copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=True, sort=True)
+    objects_sent = f"SELECT {ROW} AS __row, __text FROM ndjson_lines WHERE {ROW_TYPE} = 'OBJECT'"
+    restore_number_texts(con, contract, objects_sent, rows_tmp, lines_tmp)
+    return row_count

@@ -11,18 +11,35 @@ import duckdb
 
 from contracts.common import ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError
+from service.staging.formats import MAX_COLUMNS
 from service.staging.rows import copy_raw_rows, copy_records
 from service.staging.sql import finite, key_text, literal, quote
 
 logger = logging.getLogger(__name__)
 
 
+def _reader(con: duckdb.DuckDBPyConnection, body_path: Path) -> tuple[str, str, set[str]]:
+    """The file as a relation, the expression of a row's 0-based position in it, and its columns' names.
+
+    WITH ORDINALITY, aliased, numbers the rows in file order whatever the file's own columns are called:
+    DuckDB's file_row_number option refuses a file with a column of that name, and a user's column is data.
+    """
+    source = f"read_parquet({literal(str(body_path))})"
+    names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    if len(names) > MAX_COLUMNS:
+        raise BadRequestError(f"the Parquet file has {len(names):,} columns; at most {MAX_COLUMNS:,} are read")
+    position = "__position"
+    while position in names:
+        position = "_" + position
+    aliases = ", ".join(quote(name) for name in [*names, position])
+    return f"{source} WITH ORDINALITY AS file({aliases})", f"{quote(position)} - 1", set(names)
+
+
 def stage_parquet(
     con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
 ) -> int:
-    reader = f"read_parquet({literal(str(body_path))}, file_row_number=true)"
     try:
-        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()}
+        reader, position, columns = _reader(con, body_path)
         wanted = [*contract.fields, *contract.line_fields]
         nested = contract.has_lines and "lines" in columns
         if not nested and not any(f.name in columns for f in wanted):
@@ -35,7 +52,7 @@ def stage_parquet(
                 for f in contract.fields
             ]
             con.execute(
-                f"CREATE TEMP TABLE raw_rows AS SELECT file_row_number AS {ROW}, 'OBJECT' AS {ROW_TYPE},"
+                f"CREATE TEMP TABLE raw_rows AS SELECT {position} AS {ROW}, 'OBJECT' AS {ROW_TYPE},"
                 f" NULL::VARCHAR AS {ROW_VALUE}, {', '.join(fields)}, to_json(lines) AS lines FROM {reader}"
             )
             return copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=True)
@@ -47,15 +64,17 @@ def stage_parquet(
         key = contract.key[0] if contract.has_lines else None
         key_column = key_text(f"{quote(key)}::VARCHAR") if key is not None and key in columns else "NULL::VARCHAR"
         con.execute(
-            f"CREATE TEMP TABLE records AS SELECT file_row_number AS __record, 'OBJECT' AS {ROW_TYPE},"
+            f"CREATE TEMP TABLE records AS SELECT {position} AS __record, 'OBJECT' AS {ROW_TYPE},"
             f" NULL::VARCHAR AS {ROW_VALUE}, {key_column} AS __key, {', '.join(cells)} FROM {reader}"
         )
         return copy_records(con, contract, rows_tmp, lines_tmp)
-    except (duckdb.ProgrammingError, duckdb.DataError, duckdb.IOException) as error:
-        # an unreadable file, or pages that do not decode; but not a mistake in this code, nor a full disk
-        mistake = isinstance(error, duckdb.BinderException | duckdb.ParserException | duckdb.CatalogException)
-        if mistake or (isinstance(error, duckdb.IOException) and str(body_path) not in str(error)):
+    except duckdb.Error as error:
+        # whatever reading the file raised: an unreadable footer, pages that do not decode, a type DuckDB
+        # cannot read. Only a failed write of the staged files (the disk: 507/503) is not the file's fault.
+        if isinstance(error, duckdb.IOException) and str(body_path) not in str(error):
             raise
-        detail = str(error).split("\n", 1)[0].removeprefix("Invalid Input Error: ")
+        if not isinstance(error, duckdb.InvalidInputException | duckdb.IOException):
+            logger.warning("a Parquet upload could not be read (%s); answered 400", type(error).__name__, exc_info=True)
+        detail = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
         detail = re.sub(r" ?[\"']?" + re.escape(str(body_path)) + r"[\"']?", "", detail)
         raise BadRequestError(f"body is not a valid Parquet file: {detail}") from None

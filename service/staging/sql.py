@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import duckdb
 
+from service.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,7 +63,8 @@ def staging_database(*, ordered: bool = True) -> Iterator[duckdb.DuckDBPyConnect
     """
     with _database_lock:
         if ordered not in _databases:
-            _databases[ordered] = duckdb.connect(config={"threads": 2, "preserve_insertion_order": ordered})
+            config = get_settings().duckdb_config(preserve_insertion_order=ordered)
+            _databases[ordered] = duckdb.connect(config=config)
         con = _databases[ordered].cursor()
     try:
         yield con

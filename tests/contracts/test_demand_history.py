@@ -34,7 +34,8 @@ ACCEPTED: list[Case] = [
     ("date", BASE, _record()),
     ("date-padded", {**BASE, "weekStarting": " 2026-11-26 "}, _record()),
     ("timestamp-utc", {**BASE, "weekStarting": "2026-11-29T23:00:00Z"}, _record(datetime.date(2026, 11, 29))),
-    ("timestamp-offset", {**BASE, "weekStarting": "2026-11-26T01:00:00+05:30"}, _record()),
+    # an instant: its UTC date (2026-11-25T19:30Z), CONTRACT.md
+    ("timestamp-offset", {**BASE, "weekStarting": "2026-11-26T01:00:00+05:30"}, _record(datetime.date(2026, 11, 25))),
     ("timestamp-fraction", {**BASE, "weekStarting": "2026-11-26 10:00:00.5"}, _record()),
     ("leap-day", {**BASE, "weekStarting": "2028-02-29"}, _record(datetime.date(2028, 2, 29))),
     ("channel", {**BASE, "channel": "web"}, _record(channel="web")),

@@ -92,6 +92,8 @@ def test_a_failed_copy_stays_pending_and_is_made_later(
         patched.setattr(warehouse, "_copy_for_analysts", disk_full)
         assert not publisher.publish_if_due()
     assert publisher.pending and published(settings) == ["A"]
+    assert not publisher.publish_if_due()  # a failed copy is tried again after a pause (1 s, doubling)
+    publisher.last_published -= 1.5
     assert publisher.publish_if_due()
     assert published(settings) == ["A", "B"] and not publisher.pending
 
