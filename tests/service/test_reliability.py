@@ -418,3 +418,23 @@ def test_a_busy_warehouse_is_waited_for_never_a_failed_job(api: Api) -> None:
     assert [api.status(job_id).json()["status"] for job_id in (first, second)] == ["COMPLETED", "COMPLETED"]
     jobs = api.query("SELECT job_id FROM import_jobs ORDER BY completed_at")
     assert jobs == [(first,), (second,)]
+
+
+def test_recovery_applies_an_organizations_jobs_by_acceptance_sequence_even_after_a_clock_step_back(api: Api) -> None:
+    """createdAt has millisecond resolution and follows the clock; the sequence number does not."""
+    job_ids = [
+        api.post("inventory", {"levels": [{"skuId": "P", "locationId": "L", "quantityOnHand": q}]}).json()["jobId"]
+        for q in range(1, 7)
+    ]
+    for index, job_id in enumerate(job_ids):  # each accepted "earlier" than the one before: the clock went back
+        path = api.settings.staging_dir / "acme" / f"{job_id}.json"
+        record = json.loads(path.read_text())
+        record["created_at"] = f"2026-12-01T12:00:0{9 - index}.000Z"
+        path.write_text(json.dumps(record))
+    api.connection.flushall()  # Redis lost the queue: recovery rebuilds it from the durable records
+    run_recovering_worker(api.settings, api.connection)
+    assert [api.status(job_id).json()["status"] for job_id in job_ids] == ["COMPLETED"] * 6
+    assert api.query("SELECT quantity_on_hand, last_job_id FROM inventory_levels") == [(6.0, job_ids[-1])]
+    committed = dict(api.query("SELECT job_id, completed_at FROM import_jobs"))
+    in_acceptance_order = [committed[job_id] for job_id in job_ids]
+    assert in_acceptance_order == sorted(in_acceptance_order)
