@@ -30,7 +30,8 @@ from service.job import JobRecord, JobStatus, iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
 from service.prepare import fail_job, is_transient, read_prepared, transient_reason
-from service.warehouse import applied_at, apply_jobs
+from service.warehouse import applied_at, apply_jobs, count_changes
+from service.webhooks import notify_job_ended
 from transforms import Prepared
 
 if TYPE_CHECKING:
@@ -113,14 +114,15 @@ def ready_run(applier: Applier, organization_id: str) -> Run:
             continue
         if not record.prepared:
             break  # the head of the organization waits for its preparation
-        large = record.row_count > settings.group_max_rows
-        if run.jobs and (large or record.kind != run.jobs[0].kind or rows + record.row_count > settings.group_max_rows):
+        alone = record.row_count > settings.group_max_rows or record.dry_run  # a dry run is counted on its own
+        if run.jobs and (alone or run.jobs[0].dry_run or record.kind != run.jobs[0].kind
+                         or rows + record.row_count > settings.group_max_rows):  # fmt: skip
             break
         if len(run.jobs) >= settings.group_max_jobs:
             break
         run.jobs.append(record)
         rows += record.row_count
-        if large:
+        if alone:
             break
     return run
 
@@ -159,6 +161,8 @@ def _commit_run(applier: Applier, run: Run) -> int:
             store.update(record, prepared=False, status=JobStatus.PENDING.value, started_at=None)
             applier.queues.enqueue_prepare(record, again=True)
             return 0
+    if run.jobs and run.jobs[0].dry_run:
+        return _count_dry_run(applier, run, loaded[0][0])
     with applier.warehouse.cursor() as con:
         committed = applied_at(con, [record.job_id for record in run.jobs])
         pending = [(prepared, record) for prepared, record in loaded if record.job_id not in committed]
@@ -175,6 +179,7 @@ def _commit_run(applier: Applier, run: Run) -> int:
         record.waiting_reason = None
     for record in run.failed:
         record.recorded = True
+    notify_job_ended(applier.settings, run.jobs)
     store.save([*run.jobs, *run.failed])
     for record in run.jobs:
         remove_lock(store.files(record).lock)
@@ -190,3 +195,26 @@ def _commit_run(applier: Applier, run: Run) -> int:
             len(run.jobs) - 1,
         )
     return len(run.jobs) + len(run.failed)
+
+
+def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:
+    """A dry run at its turn: count what it would change, write nothing (no rows, no import_jobs row)."""
+    (record,) = run.jobs
+    with applier.warehouse.cursor() as con:
+        inserted, updated, unchanged = count_changes(con, KINDS[record.kind].tables, prepared, record.organization_id)
+        if run.failed:
+            apply_jobs(con, None, [], run.failed)
+    record.status = JobStatus.COMPLETED.value
+    record.processed_count = record.row_count
+    record.completed_at = iso(datetime.now(UTC))
+    record.recorded = True
+    record.waiting_reason = None
+    record.would_insert, record.would_update, record.would_leave_unchanged = inserted, updated, unchanged
+    for failed in run.failed:
+        failed.recorded = True
+    notify_job_ended(applier.settings, [record])
+    applier.store.save([record, *run.failed])
+    remove_lock(applier.store.files(record).lock)
+    logger.info("counted dry run %s (%s, %s): %d to insert, %d to update, %d unchanged", record.job_id,
+                record.organization_id, record.kind, inserted, updated, unchanged)  # fmt: skip
+    return 1 + len(run.failed)

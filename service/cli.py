@@ -279,6 +279,58 @@ def keys_revoke(data_dir: Path | None, key_id: str) -> None:
     click.echo(f"Revoked key {key_id}.")
 
 
+@main.group()
+def webhooks() -> None:
+    """Register, list and remove the URLs notified when an organization's jobs end."""
+
+
+@webhooks.command("add")
+@data_dir_option
+@click.option("--org", "organization", required=True, help="The organization whose jobs are notified.")
+@click.option("--url", required=True, help="An http(s) URL with a public address (or one the operator allowed).")
+def webhooks_add(data_dir: Path | None, organization: str, url: str) -> None:
+    """Register an endpoint; its signing secret is printed once, on the last line."""
+    from service.errors import ClientError
+    from service.webhooks import WebhookStore
+
+    _apply(data_dir)
+    try:
+        endpoint = WebhookStore(get_settings()).add(organization, url)
+    except ClientError as error:
+        raise click.UsageError(error.message) from None
+    click.echo(f"Registered webhook endpoint {endpoint.endpoint_id} for organization {organization}: {url}")
+    click.echo("Its signing secret (Standard Webhooks), shown once: verify webhook-signature with it.")
+    click.echo(endpoint.secret)
+
+
+@webhooks.command("list")
+@data_dir_option
+@click.option("--org", "organization", default=None, help="Only this organization's endpoints.")
+def webhooks_list(data_dir: Path | None, organization: str | None) -> None:
+    """Every active endpoint: id, organization, URL, created (never the secret)."""
+    from service.webhooks import WebhookStore
+
+    _apply(data_dir)
+    for owner, endpoint in WebhookStore(get_settings()).endpoints(organization):
+        click.echo(f"{endpoint.endpoint_id}  {owner}  {endpoint.url}  {endpoint.created_at}")
+
+
+@webhooks.command("remove")
+@data_dir_option
+@click.argument("endpoint_id")
+def webhooks_remove(data_dir: Path | None, endpoint_id: str) -> None:
+    """Remove an endpoint; deliveries not yet made to it are dropped."""
+    from service.errors import ClientError
+    from service.webhooks import WebhookStore
+
+    _apply(data_dir)
+    try:
+        WebhookStore(get_settings()).remove(endpoint_id)
+    except ClientError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Removed webhook endpoint {endpoint_id}.")
+
+
 # --- the client: upload a file, follow its job ------------------------------------------------------
 
 IMPORT_KINDS = ("catalog", "inventory", "suppliers", "purchase-orders", "orders", "demand-history")

@@ -7,7 +7,9 @@ StockyardError
 │   ├── ForbiddenError         403  valid key without the scope
 │   ├── NotFoundError          404  no such job (or another organization's)
 │   ├── ConflictError          409  the job is not in a state that allows it (not finished yet)
+│   ├── GoneError              410  the job's files were purged after the retention period
 │   ├── RequestTimeoutError    408  the body stopped arriving
+│   ├── UnprocessableError     422  well formed, but not to be carried out (an Idempotency-Key reused)
 │   ├── PayloadTooLargeError   413
 │   └── UnsupportedMediaError  415
 ├── ServiceUnavailableError  503/507: we could not stage the upload; nothing is kept
@@ -31,6 +33,8 @@ class StockyardError(Exception):
     status_code = 500
     retry_after: int | None = None
     """Seconds a client should wait before trying again (the Retry-After header), if it should."""
+    code: str | None = None
+    """A machine-readable reason, where a status alone is not enough (`idempotency_key_reused`)."""
 
     def __init__(self, message: str, *, job_id: str | None = None, kind: str | None = None) -> None:
         super().__init__(message)
@@ -63,8 +67,24 @@ class ConflictError(ClientError):
     status_code = 409
 
 
+class GoneError(ClientError):
+    """410: the job existed, and its files were purged after the retention period."""
+
+    status_code = 410
+
+
 class RequestTimeoutError(ClientError):
     status_code = 408
+
+
+class UnprocessableError(ClientError):
+    """422: the request is well formed, but cannot be carried out as it stands (`code` says why)."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, code: str, **context: str | None) -> None:
+        super().__init__(message, **context)
+        self.code = code
 
 
 class PayloadTooLargeError(ClientError):

@@ -56,6 +56,8 @@ class JobRecord:
     """How the rows were sent (staging.UploadFormat); failed rows are returned so."""
     job_error: str | None = _field()
     """Why a FAILED job failed."""
+    job_error_code: str = _field(default="job_failed")
+    """The code of that job-level error: `job_failed`, or `cancelled`."""
     error_count: int = _field(default=0)
     warning_count: int = _field(default=0)
     prepared: bool = _field(default=False)
@@ -70,6 +72,12 @@ class JobRecord:
     """When (epoch seconds) a job that met transient trouble is tried again."""
     transient_failures: int = _field(default=0)
     """Tries in a row that met transient trouble: the wait before the next one doubles with them."""
+    dry_run: bool = _field(wire="dryRun", default=False)
+    """Validated and transformed as a real import, counted against the warehouse, and nothing written."""
+    would_insert: int | None = _field(wire="wouldInsert")
+    would_update: int | None = _field(wire="wouldUpdate")
+    would_leave_unchanged: int | None = _field(wire="wouldLeaveUnchanged")
+    """A dry run's counts: rows it would insert, update, and leave as they are."""
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +124,8 @@ class JobRecord:
 
 WIRE_FIELDS: dict[str, str] = {f.name: f.metadata["wire"] for f in fields(JobRecord) if f.metadata["wire"]}
 """Record field -> its name in the job status, in the status's order."""
+OPTIONAL_WIRE_FIELDS = {"dry_run", "would_insert", "would_update", "would_leave_unchanged"}
+"""Fields the status shows only for the jobs that have them (dry runs)."""
 WAREHOUSE_COLUMNS: dict[str, str] = {f.name: f.metadata["column"] for f in fields(JobRecord) if f.metadata["column"]}
 """Record field -> its import_jobs column definition."""
 

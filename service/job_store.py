@@ -13,15 +13,17 @@ before the lock is released: a job never shows up in the index before one accept
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
 
 from service.errors import NotFoundError
 from service.files import write_durably
-from service.job import JobRecord, acceptance_score
+from service.idempotency import Idempotency
+from service.job import JobRecord, acceptance_score, parse_iso
 from service.job_files import JOB_ID_PATTERN, JobFiles, held_lock, organization_directory, sequence_path
 from service.settings import Settings
 
@@ -29,6 +31,9 @@ OPEN_JOBS = "stockyard:open-jobs"
 _FIELD_NAMES = {f.name for f in fields(JobRecord)}
 _RECORD_KEY = "stockyard:job:{}"
 _ORGANIZATION_JOBS = "stockyard:org-jobs:{}"
+_ALL_JOBS = "stockyard:org-all-jobs:{}"
+"""Every job of an organization that is kept (service/retention.py purges), scored by sequence: the listing."""
+_LIST_BATCH = 200
 
 
 def organization_jobs_key(organization_id: str) -> str:
@@ -43,14 +48,65 @@ class JobStore:
     def files(self, record: JobRecord) -> JobFiles:
         return JobFiles.of(self.settings.staging_dir, record.organization_id, record.job_id)
 
-    def accept(self, record: JobRecord) -> JobRecord:
+    def accept(self, record: JobRecord, idempotency: Idempotency | None = None) -> JobRecord:
         """Give an accepted job its place in its organization's order, and record it (durably, then in
-        Redis). Redis being away raises, and the caller removes the record again."""
-        with held_lock(sequence_path(self.settings.staging_dir, record.organization_id).with_suffix(".lock")):
-            record.sequence = self._next_sequence(record.organization_id)
-            self._write_durable(record)
+        Redis). Redis being away raises, and the caller removes the record again.
+
+        With an Idempotency-Key that made a job before, that job is returned instead and nothing is
+        recorded: the caller removes the files of the new one."""
+        organization = record.organization_id
+        with held_lock(sequence_path(self.settings.staging_dir, organization).with_suffix(".lock")):
+            if idempotency is not None:
+                earlier = idempotency.recorded_job(self.settings.staging_dir, organization)
+                if earlier is not None:
+                    return self.get(earlier, organization)
+            record.sequence = self._next_sequence(organization)
+            self.write_durable(record)
+            if idempotency is not None:
+                idempotency.record(self.settings.staging_dir, organization, record.job_id, record.created_at)
             self.cache(record)
         return record
+
+    def list_jobs(
+        self,
+        organization_id: str,
+        *,
+        kind: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[JobRecord], int | None]:
+        """The organization's jobs newest first (by sequence, below `after` when given), those that match;
+        and the sequence to continue after, or None when there are no more. New jobs have higher
+        sequences than any page already read, so a page never shifts while jobs keep arriving."""
+        key = _ALL_JOBS.format(organization_id)
+        found: list[JobRecord] = []
+        high = f"({after}" if after is not None else "+inf"
+        while len(found) < limit:
+            batch = cast(
+                list[tuple[bytes, float]],
+                self.redis.zrevrangebyscore(key, high, "-inf", start=0, num=_LIST_BATCH, withscores=True),
+            )
+            if not batch:
+                return found, None
+            with self.redis.pipeline(transaction=False) as pipe:
+                for member, _ in batch:
+                    pipe.hgetall(self.cache_key(member.decode() if isinstance(member, bytes) else str(member)))
+                cached = pipe.execute()
+            for (_, score), data in zip(batch, cached, strict=True):
+                high = f"({int(score)}"
+                record = JobRecord.from_redis(data) if data else None
+                if record is None or not _matches(record, kind, status, since, before):
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    more = self.redis.zrevrangebyscore(key, high, "-inf", start=0, num=1)
+                    return found, (record.sequence if more else None)
+            if len(batch) < _LIST_BATCH:
+                return found, None
+        return found, None
 
     def _next_sequence(self, organization_id: str) -> int:
         path = sequence_path(self.settings.staging_dir, organization_id)
@@ -78,6 +134,7 @@ class JobStore:
             pipe.zrem(organization_jobs_key(record.organization_id), record.job_id)
         else:
             pipe.zadd(organization_jobs_key(record.organization_id), {record.job_id: record.sequence})
+        pipe.zadd(_ALL_JOBS.format(record.organization_id), {record.job_id: record.sequence})
         if pipeline is None:
             pipe.execute()
 
@@ -130,16 +187,32 @@ class JobStore:
         self.save(records, durable)
 
     def save(self, records: list[JobRecord], durable: bool = True) -> None:
-        """Write records as they are now: each durable file, then their copies in one round trip to Redis."""
-        if durable:
-            for record in records:
-                self._write_durable(record)
+        """Write records as they are now: each durable file, then their copies in one round trip to Redis.
+
+        A job that has ended stays ended: a record of it still open (a worker that prepared a job just
+        cancelled) is not written; the one that ended it is kept, and the caller's copy takes its state.
+        """
+        kept: list[JobRecord] = []
+        for record in records:
+            with self.record_lock(record.organization_id):
+                current = self.read_durable(record.organization_id, record.job_id)
+                if current is not None and not current.is_open and record.is_open:
+                    record.__dict__.update(current.__dict__)
+                    continue
+                if durable:
+                    self.write_durable(record)
+            kept.append(record)
         with self.redis.pipeline() as pipe:
-            for record in records:
+            for record in kept:
                 self.cache(record, pipeline=pipe)
             pipe.execute()
 
-    def _write_durable(self, record: JobRecord) -> None:
+    def record_lock(self, organization_id: str) -> Any:
+        """Held around reading and writing an organization's records, so that none overtakes another."""
+        return held_lock(organization_directory(self.settings.staging_dir, organization_id) / "records.lock")
+
+    def write_durable(self, record: JobRecord) -> None:
+        """The durable record alone (callers that hold record_lock: save takes it itself)."""
         write_durably(self.files(record).record, record.to_json())
 
     def organization_jobs(self, organization_id: str, limit: int) -> list[str]:
@@ -147,9 +220,30 @@ class JobStore:
         members = self.redis.zrange(organization_jobs_key(organization_id), 0, limit - 1)
         return [member.decode() if isinstance(member, bytes) else str(member) for member in members]
 
+    def forget_entirely(self, record: JobRecord) -> None:
+        """Drop every trace of a purged job from Redis (service/retention.py)."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.cache_key(record.job_id))
+            pipe.zrem(OPEN_JOBS, record.index_member)
+            pipe.zrem(organization_jobs_key(record.organization_id), record.job_id)
+            pipe.zrem(_ALL_JOBS.format(record.organization_id), record.job_id)
+            pipe.execute()
+
     def forget(self, organization_id: str, job_id: str) -> None:
         """Drop a job from the organization's index (its record says it is settled, or it is gone)."""
         self.redis.zrem(organization_jobs_key(organization_id), job_id)
+
+
+def _matches(
+    record: JobRecord, kind: str | None, status: str | None, since: datetime | None, before: datetime | None
+) -> bool:
+    created = parse_iso(record.created_at)
+    return (
+        (kind is None or record.kind == kind)
+        and (status is None or record.status == status)
+        and (since is None or (created is not None and created >= since))
+        and (before is None or (created is not None and created < before))
+    )
 
 
 def durable_records(staging_dir: Path, organization_id: str | None = None) -> list[JobRecord]:

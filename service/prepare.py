@@ -45,6 +45,7 @@ from service.job_store import JobStore
 from service.kinds import KINDS
 from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
+from service.webhooks import notify_job_ended
 from transforms import Prepared
 
 GROUP_ROW_STRIDE = 1 << 40
@@ -490,15 +491,14 @@ def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
 def fail_job(store: JobStore, queues: Queues, record: JobRecord, message: str) -> None:
     """Mark an accepted job FAILED for good (nothing of it applied), with the reason for its status; the
     applier writes its import_jobs row in its turn."""
-    store.update(
-        record,
-        status=JobStatus.FAILED.value,
-        completed_at=iso(utc_now()),
-        job_error=message,
-        processed_count=0,
-        failed_count=record.row_count,
-        recorded=False,
-    )
+    record.status = JobStatus.FAILED.value
+    record.completed_at = iso(utc_now())
+    record.job_error = message
+    record.processed_count = 0
+    record.failed_count = record.row_count
+    record.recorded = False
+    notify_job_ended(store.settings, [record])
+    store.save([record])
     try:
         queues.kick_apply(record.organization_id)
     except redis.RedisError:  # recovery asks for it again

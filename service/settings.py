@@ -54,15 +54,25 @@ class Settings:
     validation_chunk_rows: int = field(default_factory=lambda: int(_env("VALIDATION_CHUNK_ROWS", "250000")))
     """A large job is validated this many rows at a time: its progress grows, and small jobs waiting to be
     prepared are prepared between two chunks."""
-    prepare_rows_in_flight: int = field(
-        default_factory=lambda: int(_env("PREPARE_ROWS_IN_FLIGHT", "20000000"))
-    )
+    prepare_rows_in_flight: int = field(default_factory=lambda: int(_env("PREPARE_ROWS_IN_FLIGHT", "20000000")))
     """The most rows of large jobs being prepared at once, by all workers together (memory grows with
     them); a large job waits until it fits, or runs alone when it is larger than this."""
     duckdb_memory_limit: str = field(default_factory=lambda: _env("DUCKDB_MEMORY_LIMIT", "2GB"))
     """The most memory one DuckDB database of a process may use (DuckDB's own default is 80% of RAM)."""
     duckdb_threads: int = field(default_factory=lambda: int(_env("DUCKDB_THREADS", "2")))
     """Threads of each DuckDB database of a process."""
+    retention_days: float = field(default_factory=lambda: float(_env("RETENTION_DAYS", "30")))
+    """How long a finished job's files (upload, errors, failed rows, record) and its idempotency keys are kept."""
+    retention_interval_seconds: float = field(default_factory=lambda: float(_env("RETENTION_INTERVAL", "3600")))
+    """How often a worker purges what is past retention."""
+    webhook_allowed_networks: tuple[str, ...] = field(
+        default_factory=lambda: tuple(n for n in _env("WEBHOOK_ALLOWED_NETWORKS", "").split(",") if n.strip())
+    )
+    """Networks (CIDR, comma-separated) webhooks may be sent to although they are not public (say 10.0.0.0/8)."""
+    webhook_timeout_seconds: float = field(default_factory=lambda: float(_env("WEBHOOK_TIMEOUT", "10")))
+    """How long one webhook attempt may take before it counts as failed."""
+    webhook_retry_base_seconds: float = field(default_factory=lambda: float(_env("WEBHOOK_RETRY_BASE", "30")))
+    """The wait after a webhook's first failed attempt; it doubles with each next one, for up to a day."""
     max_attempts: int = field(default_factory=lambda: int(_env("MAX_ATTEMPTS", "3")))
     """A job whose preparation killed its worker this many times fails, with the reason."""
     recovery_interval_seconds: float = field(default_factory=lambda: float(_env("RECOVERY_INTERVAL", "10")))

@@ -303,6 +303,59 @@ def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Pr
     return Prepared(rows=rows, lines=lines, references=references)
 
 
+def count_changes(
+    con: duckdb.DuckDBPyConnection, tables: KindTables, prepared: Prepared, organization_id: str
+) -> tuple[int, int, int]:
+    """What applying `prepared` now would do to its rows, writing nothing: (inserted, updated, unchanged).
+
+    A row is unchanged when its key exists with the same values (a stub an import would make real is
+    an update), and for orders and purchase orders, the same lines as well."""
+    table = tables.rows
+    columns = _column_types(con, table.name)
+    values = [c for c in prepared.rows.columns if c not in table.key and c in columns]
+    same = [f"t.{c} IS NOT DISTINCT FROM s.{c}::{columns[c]}" for c in values]
+    if table.auto_created:
+        same.append("NOT t.auto_created")
+    joins = ""
+    _register(con, "incoming_rows", prepared.rows)
+    try:
+        if tables.lines is not None and prepared.lines is not None:
+            lines = tables.lines
+            line_types = _column_types(con, lines.name)
+            (order_key,) = table.key
+            line_values = [c for c in prepared.lines.columns if c != order_key and c in line_types]
+            existing = ", ".join(f"'{c}': {c}" for c in line_values)
+            incoming = ", ".join(f"'{c}': {c}::{line_types[c]}" for c in line_values)
+            _register(con, "incoming_lines", prepared.lines)
+            joins = (
+                f" LEFT JOIN (SELECT {order_key}, list({{{existing}}} ORDER BY line_number) AS lines FROM {lines.name}"
+                f" WHERE organization_id = $org GROUP BY ALL) el ON el.{order_key} = s.{order_key}"
+                f" LEFT JOIN (SELECT {order_key}, list({{{incoming}}} ORDER BY line_number) AS lines"
+                f" FROM incoming_lines GROUP BY ALL) il ON il.{order_key} = s.{order_key}"
+            )
+            same.append("el.lines IS NOT DISTINCT FROM il.lines")
+        matched = f"t.{table.key[0]} IS NOT NULL"
+        unchanged = " AND ".join(same) or "true"
+        ((inserted, updated, kept),) = con.execute(
+            f"SELECT count(*) FILTER (WHERE NOT ({matched})), count(*) FILTER (WHERE {matched} AND NOT ({unchanged})),"
+            f" count(*) FILTER (WHERE {matched} AND {unchanged}) FROM incoming_rows s"
+            f" LEFT JOIN {table.name} t ON t.organization_id = $org AND {_key_match(table.key)}{joins}",
+            {"org": organization_id},
+        ).fetchall()
+    finally:
+        con.unregister("incoming_rows")
+        if tables.lines is not None and prepared.lines is not None:
+            con.unregister("incoming_lines")
+    return int(inserted), int(updated), int(kept)
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?", [table]
+    ).fetchall()
+    return {name: data_type for name, data_type in rows}
+
+
 def _record_jobs(con: duckdb.DuckDBPyConnection, outcomes: Sequence[tuple[JobRecord, JobStatus, datetime]]) -> None:
     """The jobs' import_jobs rows, their columns taken from the record (service/job.py declares them)."""
     rows = []

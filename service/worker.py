@@ -21,11 +21,12 @@ from typing import Any
 import redis
 import rq
 
-from service import recovery
+from service import recovery, retention
 from service.applier import Applier, ApplyLane, run_standby
 from service.job_store import JobStore
 from service.queue import Queues
 from service.settings import Settings
+from service.webhooks import Sender
 
 logger = logging.getLogger("stockyard.worker")
 
@@ -41,6 +42,7 @@ class ImportWorker(rq.SimpleWorker):
         self._recovery_interval = interval
         self._next_recovery = 0.0
         self._full_recovery = True  # the first pass reads every durable record
+        self._next_purge = time.monotonic() + 60.0  # not in the start-up rush
 
     @property
     def stop_requested(self) -> bool:
@@ -49,11 +51,19 @@ class ImportWorker(rq.SimpleWorker):
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
-        return bool(super().should_run_maintenance_tasks) or self._recovery_due()
+        return (
+            bool(super().should_run_maintenance_tasks) or self._recovery_due() or time.monotonic() >= self._next_purge
+        )
 
     def run_maintenance_tasks(self) -> None:
         if self._recovery_due():
             self.recover()
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + self.settings.retention_interval_seconds
+            try:
+                retention.purge_if_due(self.store, self.settings)
+            except Exception:
+                logger.exception("retention purge failed; trying again in an interval")
         if super().should_run_maintenance_tasks:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
 
@@ -89,6 +99,7 @@ def run_worker(settings: Settings, connection: redis.Redis) -> None:
     starts after a pause, so that a worker outlives any outage of Redis.
     """
     stopping = threading.Event()
+    threading.Thread(target=Sender(settings).run, args=(stopping,), name="webhooks", daemon=True).start()
     standby = None
     if settings.apply:
         standby = threading.Thread(
