@@ -20,6 +20,7 @@ from service.errors import (
 from service.imports_api import import_routes
 from service.job_store import JobStore
 from service.jobs_api import JOB_ROUTES
+from service.ops_api import OPS_ROUTES
 from service.queue import Queues
 from service.settings import Settings, get_settings
 from service.webhooks_api import WEBHOOK_ROUTES
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             *import_routes(),
             *JOB_ROUTES,
             *WEBHOOK_ROUTES,
+            *OPS_ROUTES,
         ],
         exception_handlers={StockyardError: handle_error},
         openapi_config=openapi,

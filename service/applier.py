@@ -9,7 +9,11 @@ process, on the apply queue (service/queue.py): each runs one organization's app
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -25,6 +29,10 @@ from service.publish import Publisher
 from service.queue import Queues
 from service.settings import Settings
 from service.warehouse import Warehouse
+
+APPLIER_HEARTBEAT = "stockyard:applier"
+"""Set by the applier every few seconds, with a TTL: no key, no applier (GET /ready says so)."""
+HEARTBEAT_SECONDS = 5.0
 
 logger = logging.getLogger("stockyard.applier")
 
@@ -100,6 +108,16 @@ class Applier:
         for index in range(self.settings.apply_lanes):
             self._start(f"apply-lane-{index}", self._run_lane)
         self._start("publisher", self.publisher.run, self.stopping)
+        self._start("heartbeat", self._beat)
+
+    def _beat(self) -> None:
+        while not self.stopping.is_set():
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "warehouse": str(self.settings.warehouse_path)}
+            with contextlib.suppress(redis.RedisError):
+                self.store.redis.set(APPLIER_HEARTBEAT, json.dumps(holder), ex=int(4 * HEARTBEAT_SECONDS))
+            self.stopping.wait(HEARTBEAT_SECONDS)
+        with contextlib.suppress(redis.RedisError):
+            self.store.redis.delete(APPLIER_HEARTBEAT)
 
     def _run_lane(self) -> None:
         """One lane, for as long as the applier runs: RQ's loop quits on errors it does not expect (Redis

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from service import hooks
-from service.job import JobRecord, JobStatus, iso
+from service import hooks, metrics
+from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
 from service.prepare import fail_job, is_transient, read_prepared, transient_reason
@@ -184,6 +184,9 @@ def _commit_run(applier: Applier, run: Run) -> int:
     for record in run.jobs:
         remove_lock(store.files(record).lock)
     applier.publisher.committed()
+    seconds = time.perf_counter() - started
+    for record in run.jobs:
+        _count_completed(applier, record, seconds / len(run.jobs))
     for record in run.jobs:
         logger.info(
             "applied job %s (%s, %s, %d rows) in %.3f s with %d other(s)",
@@ -218,3 +221,15 @@ def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:
     logger.info("counted dry run %s (%s, %s): %d to insert, %d to update, %d unchanged", record.job_id,
                 record.organization_id, record.kind, inserted, updated, unchanged)  # fmt: skip
     return 1 + len(run.failed)
+
+
+def _count_completed(applier: Applier, record: JobRecord, apply_seconds: float) -> None:
+    connection = applier.store.redis
+    metrics.count(connection, "stockyard_jobs_completed", record.kind)
+    metrics.count(connection, "stockyard_rows_processed", record.kind, by=record.row_count)
+    metrics.count(connection, "stockyard_rows_failed", record.kind, by=record.failed_count)
+    metrics.observe(connection, "stockyard_stage_duration_seconds", apply_seconds, record.kind, "apply")
+    created, completed = parse_iso(record.created_at), parse_iso(record.completed_at)
+    if created is not None and completed is not None:
+        duration = (completed - created).total_seconds()
+        metrics.observe(connection, "stockyard_job_duration_seconds", duration, record.kind)

@@ -16,6 +16,7 @@ from service.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from service.job import JobRecord, JobStatus, iso, utc_now
 from service.job_files import apply_lock_path, try_lock
 from service.job_store import JobStore
+from service.prepare import count_failed
 from service.queue import Queues
 from service.webhooks import notify_job_ended
 
@@ -53,5 +54,6 @@ def cancel_job(store: JobStore, queues: Queues, organization_id: str, job_id: st
             notify_job_ended(store.settings, [record])
             store.write_durable(record)
         store.cache(record)
+    count_failed(store.redis, record)
     queues.kick_apply(organization_id)  # the applier records it, and the jobs after it go on
     return record

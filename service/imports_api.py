@@ -32,6 +32,7 @@ from litestar.openapi.spec import (
 from litestar.params import QueryParameter
 
 from contracts.common import Contract, WireType
+from service import metrics
 from service.api_context import Services, authenticate, error_responses, status_url
 from service.auth import Principal, Scope
 from service.errors import (
@@ -106,7 +107,7 @@ async def _receive_body(
     decoder: BodyDecoder,
     idle_timeout: float,
     digest: Any | None = None,
-) -> None:
+) -> int:
     """Stream the body to `path` through `decoder`, never more than `limit` bytes received nor written
     (413 as soon as either is exceeded, with or without a Content-Length); a body that sends nothing for
     `idle_timeout` seconds is a 408. When the disk refuses a write, the rest of the body is read and
@@ -158,6 +159,7 @@ async def _receive_body(
                 failure = failure or error
     if failure is not None:
         raise storage_error(failure) from None
+    return received
 
 
 async def _accept_import(
@@ -196,7 +198,7 @@ async def _stage_and_accept(
     lines_path = files.lines if contract.has_lines else None
     try:
         idle = settings.body_idle_timeout_seconds
-        await _receive_body(request, files.body, settings.max_body_bytes, decoder, idle, digest)
+        received = await _receive_body(request, files.body, settings.max_body_bytes, decoder, idle, digest)
         parts = (contract.kind, upload_format.value, "gzip" if gzip else "", "dry-run" if dry_run else "")
         idempotency = Idempotency.of(key, *parts, body_sha256=digest.hexdigest() if digest else "")
         if idempotency is not None:  # sent before: answered at once, nothing staged
@@ -220,6 +222,8 @@ async def _stage_and_accept(
             _forget(services, files)
             return _replayed(accepted_record)
         services.queues.enqueue_prepare(record)
+        metrics.count(services.jobs.redis, "stockyard_jobs_accepted", contract.kind)
+        metrics.count(services.jobs.redis, "stockyard_bytes_received", contract.kind, by=float(received))
     except OSError as error:  # the durable record could not be written
         _forget(services, files)
         raise storage_error(error) from None
@@ -336,7 +340,8 @@ def import_handler(contract: Contract) -> HTTPRouteHandler:
         request: Request[Any, Any, Any],
         dry_run: Annotated[
             bool,
-            QueryParameter(name="dryRun",
+            QueryParameter(
+                name="dryRun",
                 description="Validate and transform the whole body as a real import, count what it would"
                 " insert, update and leave unchanged, and write nothing to the warehouse.",
             ),

@@ -36,10 +36,10 @@ import redis
 import rq
 
 from contracts.common import ERROR_SCHEMA, ROW, Contract, Validated, empty_errors, validate
-from service import hooks
+from service import hooks, metrics
 from service.errors import TerminalError, TransientError
 from service.files import commit_file, remove_quietly, temporary_path
-from service.job import JobRecord, JobStatus, iso, utc_now
+from service.job import JobRecord, JobStatus, iso, parse_iso, utc_now
 from service.job_files import REFERENCE_TABLES, JobFiles, held_lock, remove_lock, try_lock
 from service.job_store import JobStore
 from service.kinds import KINDS
@@ -241,6 +241,9 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
         for record in group:
             if not record.is_open:
                 remove_lock(store.files(record).lock)
+    seconds = time.perf_counter() - started
+    for record in group:
+        metrics.observe(store.redis, "stockyard_stage_duration_seconds", seconds / len(group), record.kind, "prepare")
     for record in group:
         logger.info(
             "prepared job %s (%s, %s, %d rows, %d failed) in %.3f s with %d other(s)",
@@ -499,7 +502,17 @@ def fail_job(store: JobStore, queues: Queues, record: JobRecord, message: str) -
     record.recorded = False
     notify_job_ended(store.settings, [record])
     store.save([record])
+    count_failed(store.redis, record)
     try:
         queues.kick_apply(record.organization_id)
     except redis.RedisError:  # recovery asks for it again
         logger.warning("could not ask the applier to record the failure of job %s", record.job_id)
+
+
+def count_failed(connection: redis.Redis, record: JobRecord) -> None:
+    """The metrics of a job that failed as a whole."""
+    metrics.count(connection, "stockyard_jobs_failed", record.kind)
+    created, completed = parse_iso(record.created_at), parse_iso(record.completed_at)
+    if created is not None and completed is not None:
+        duration = (completed - created).total_seconds()
+        metrics.observe(connection, "stockyard_job_duration_seconds", duration, record.kind)

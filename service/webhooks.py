@@ -36,8 +36,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import redis
 from standardwebhooks import Webhook
 
+from service import metrics
 from service.errors import BadRequestError, NotFoundError
 from service.job import JobRecord, iso
 from service.settings import Settings
@@ -323,8 +325,9 @@ def deliver(store: WebhookStore, due: Due) -> str:
 class Sender:
     """The sender of a worker: a thread claiming due deliveries, and a few more sending them."""
 
-    def __init__(self, settings: Settings, parallel: int = 4) -> None:
+    def __init__(self, settings: Settings, connection: redis.Redis, parallel: int = 4) -> None:
         self.store = WebhookStore(settings)
+        self.connection = connection
         self.parallel = parallel
         self.hold = settings.webhook_timeout_seconds * 2 + 5
 
@@ -346,6 +349,7 @@ class Sender:
         except Exception:
             logger.warning("a webhook delivery failed to run", exc_info=True)
             return
+        metrics.count(self.connection, "stockyard_webhook_deliveries", {"pending": "retrying"}.get(state, state))
         if state == "failed":
             logger.warning("webhook delivery %s gave up after a day of retries", due.delivery_id)
 

@@ -99,7 +99,7 @@ def run_worker(settings: Settings, connection: redis.Redis) -> None:
     starts after a pause, so that a worker outlives any outage of Redis.
     """
     stopping = threading.Event()
-    threading.Thread(target=Sender(settings).run, args=(stopping,), name="webhooks", daemon=True).start()
+    threading.Thread(target=Sender(settings, connection).run, args=(stopping,), name="webhooks", daemon=True).start()
     standby = None
     if settings.apply:
         standby = threading.Thread(
