@@ -75,15 +75,16 @@ class RunningService:
         except OSError:
             return ""
 
-    def post(self, kind: str, body: Path | bytes) -> tuple[str, float]:
+    def post(self, kind: str, body: Path | bytes, *, dry_run: bool = False) -> tuple[str, float]:
         """POST a body (streamed from a file, or bytes); return (job id, seconds to the 202)."""
         headers = {"x-api-key": self.key, "content-type": "application/json"}
+        url = f"/api/import/{kind}" + ("?dryRun=true" if dry_run else "")
         started = time.perf_counter()
         if isinstance(body, Path):
             with open(body, "rb") as handle:  # httpx reads a file in 64 KiB chunks, with a Content-Length
-                response = self.client.post(f"/api/import/{kind}", content=handle, headers=headers)
+                response = self.client.post(url, content=handle, headers=headers)
         else:
-            response = self.client.post(f"/api/import/{kind}", content=body, headers=headers)
+            response = self.client.post(url, content=body, headers=headers)
         accepted = time.perf_counter() - started
         if response.status_code != 202:
             raise ServiceError(f"POST {kind} answered {response.status_code}: {response.text[:500]}")
@@ -239,6 +240,8 @@ class EndToEnd:
     """From the job record: queued until a worker took it (createdAt is stamped just before the 202)."""
     started_to_completed_at_seconds: float | None
     """From the job record: startedAt to completedAt, however the service stamps them."""
+    dry_run_seconds: float | None = None
+    """The same body again with ?dryRun=true, first byte to COMPLETED: validated, counted, nothing written."""
 
 
 @dataclass
@@ -271,6 +274,12 @@ def import_end_to_end(service: RunningService, kind: str, body: Path, previous: 
         completed = time.perf_counter() - started
     if status["status"] != "COMPLETED" or status["processedCount"] != status["rowCount"]:
         raise ServiceError(f"the {kind} job ended {status['status']}: {status['errors'][:3]}")
+    dry_started = time.perf_counter()
+    dry_id, _ = service.post(kind, body, dry_run=True)
+    dry = service.wait(dry_id)
+    dry_seconds = time.perf_counter() - dry_started
+    if dry["status"] != "COMPLETED" or dry.get("wouldInsert") is None:
+        raise ServiceError(f"the {kind} dry run ended {dry['status']}: {dry['errors'][:3]}")
     peaks = dict(memory.peaks)
     if "work horse" in peaks:
         peaks["worker"] = max(peaks.get("worker", 0), peaks["work horse"])
@@ -288,6 +297,7 @@ def import_end_to_end(service: RunningService, kind: str, body: Path, previous: 
         warehouse_bytes=service.settings.warehouse_path.stat().st_size,
         created_to_started_seconds=_span(status, "createdAt", "startedAt"),
         started_to_completed_at_seconds=_span(status, "startedAt", "completedAt"),
+        dry_run_seconds=dry_seconds,
     )
 
 

@@ -335,6 +335,7 @@ def timeline_table(results: Results) -> list[str]:
                 seconds(run["stages_seconds"]),
                 megabytes(e2e["peak_rss"].get("api")),
                 megabytes(e2e["peak_rss"].get("worker")),
+                seconds(e2e.get("dry_run_seconds")),
             ]
         )
     header = [
@@ -348,6 +349,7 @@ def timeline_table(results: Results) -> list[str]:
         "stages in process s",
         "API peak MB",
         "worker peak MB",
+        "dry run s",
     ]
     return _table(header, rows)
 
@@ -418,7 +420,7 @@ def render_markdown(results: Results) -> str:
         "",
         "queued: createdAt to startedAt; startedAt→completedAt: as the job record stamps them (completedAt is when "
         "the rows are written, just before COMMIT); rest: the remainder of the client's time to COMPLETED (the "
-        "commit, the status update, and polling).",
+        "commit, the status update, and polling). dry run: the same body again with ?dryRun=true, to COMPLETED.",
         "",
         "## Targets, at the largest size of each kind",
         "",
