@@ -323,17 +323,25 @@ def count_changes(
             lines = tables.lines
             line_types = _column_types(con, lines.name)
             (order_key,) = table.key
-            line_values = [c for c in prepared.lines.columns if c != order_key and c in line_types]
-            existing = ", ".join(f"'{c}': {c}" for c in line_values)
-            incoming = ", ".join(f"'{c}': {c}::{line_types[c]}" for c in line_values)
-            _register(con, "incoming_lines", prepared.lines)
-            joins = (
-                f" LEFT JOIN (SELECT {order_key}, list({{{existing}}} ORDER BY line_number) AS lines FROM {lines.name}"
-                f" WHERE organization_id = $org GROUP BY ALL) el ON el.{order_key} = s.{order_key}"
-                f" LEFT JOIN (SELECT {order_key}, list({{{incoming}}} ORDER BY line_number) AS lines"
-                f" FROM incoming_lines GROUP BY ALL) il ON il.{order_key} = s.{order_key}"
+            line_values = [c for c in prepared.lines.columns if c not in (order_key, "line_number") and c in line_types]
+            same_line = " AND ".join(
+                [f"t.{order_key} = s.{order_key}", "t.line_number = s.line_number"]
+                + [f"t.{c} IS NOT DISTINCT FROM s.{c}::{line_types[c]}" for c in line_values]
             )
-            same.append("el.lines IS NOT DISTINCT FROM il.lines")
+            _register(con, "incoming_lines", prepared.lines)
+            # an order keeps its lines when it has as many as it is sent, each sent line matching one held
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE changed_orders AS"
+                f" SELECT DISTINCT s.{order_key} FROM incoming_lines s ANTI JOIN {lines.name} t"
+                f" ON t.organization_id = $org AND {same_line}"
+                f" UNION SELECT {order_key} FROM (SELECT {order_key}, count(*) AS n FROM incoming_lines GROUP BY ALL) i"
+                f" FULL JOIN (SELECT {order_key}, count(*) AS n FROM {lines.name} WHERE organization_id = $org"
+                f" AND {order_key} IN (SELECT {order_key} FROM incoming_rows) GROUP BY ALL) h USING ({order_key})"
+                " WHERE i.n IS DISTINCT FROM h.n",
+                {"org": organization_id},
+            )
+            joins = f" LEFT JOIN changed_orders c ON c.{order_key} = s.{order_key}"
+            same.append(f"c.{order_key} IS NULL")
         matched = f"t.{table.key[0]} IS NOT NULL"
         unchanged = " AND ".join(same) or "true"
         ((inserted, updated, kept),) = con.execute(
@@ -346,6 +354,7 @@ def count_changes(
         con.unregister("incoming_rows")
         if tables.lines is not None and prepared.lines is not None:
             con.unregister("incoming_lines")
+            con.execute("DROP TABLE IF EXISTS changed_orders")
     return int(inserted), int(updated), int(kept)
 
 
