@@ -209,15 +209,29 @@ def evaluate_targets(results: Results) -> list[Target]:
         fair = concurrency["fairness"]
         note = f"while a {fair['large_rows']:,}-row job of another organization runs; {fair['small_jobs']} jobs"
         targets.append(
-            Target("small-job p95 latency (s)", "inventory", fair["small_rows"], fair["p95_seconds"],
-                   FAIRNESS_P95_TARGET, False, note)  # fmt: skip
+            Target(
+                "small-job p95 latency (s)",
+                "inventory",
+                fair["small_rows"],
+                fair["p95_seconds"],
+                FAIRNESS_P95_TARGET,
+                False,
+                note,
+            )  # fmt: skip
         )
         by_workers = {run["workers"]: run["jobs_per_second"] for run in concurrency["scaling"]}
         if 1 in by_workers and 2 in by_workers:
             note = ", ".join(f"{workers}: {rate:.1f} jobs/s" for workers, rate in by_workers.items())
             targets.append(
-                Target("small jobs, 2 workers / 1", "inventory", fair["small_rows"], by_workers[2] / by_workers[1],
-                       SCALING_TARGET, True, note)  # fmt: skip
+                Target(
+                    "small jobs, 2 workers / 1",
+                    "inventory",
+                    fair["small_rows"],
+                    by_workers[2] / by_workers[1],
+                    SCALING_TARGET,
+                    True,
+                    note,
+                )  # fmt: skip
             )
     return targets
 

@@ -17,8 +17,15 @@ CONTRACT = Contract(
     kind="catalog",
     array_key="products",
     fields=(
-        WireField("externalId", WireType.IDENTIFIER),
-        WireField("name", WireType.TEXT),
+        WireField(
+            "externalId",
+            WireType.IDENTIFIER,
+            "The product's SKU, the key of the catalog (a string, or a number kept as written).",
+            "SKU-1",
+        ),
+        WireField(
+            "name", WireType.TEXT, "The product's name, kept as sent; missing: the externalId.", "Blue mug 350 ml"
+        ),
     ),
     schema=CatalogSchema,
     key=("externalId",),

@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_LONG = "too_long"
     EMPTY_LINES = "empty_lines"
     DUPLICATE_KEY = "duplicate_key"
+    UNKNOWN_FIELD = "unknown_field"
 
 
 class WireType(StrEnum):
@@ -62,10 +63,13 @@ class WireType(StrEnum):
 
 @dataclass(frozen=True)
 class WireField:
-    """One field of a row as the source API names it."""
+    """One field of a row as the source API names it, with what it means (for the OpenAPI document and the
+    warehouse's comments) and an example value."""
 
     name: str
     type: WireType
+    description: str = ""
+    example: str | float | None = None
 
 
 @dataclass(frozen=True)

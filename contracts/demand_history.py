@@ -23,12 +23,25 @@ CONTRACT = Contract(
     kind="demand-history",
     array_key="records",
     fields=(
-        WireField("skuId", WireType.IDENTIFIER),
-        WireField("locationId", WireType.IDENTIFIER),
-        WireField("weekStarting", WireType.DATE),
-        WireField("channel", WireType.IDENTIFIER),
-        WireField("actualDemand", WireType.NUMBER),
-        WireField("forecastedDemand", WireType.NUMBER),
+        WireField("skuId", WireType.IDENTIFIER, "The product (a product stub is created if new).", "SKU-1"),
+        WireField(
+            "locationId",
+            WireType.IDENTIFIER,
+            "The location the demand was at (a location stub is created if new).",
+            "WH1",
+        ),
+        WireField(
+            "weekStarting",
+            WireType.DATE,
+            "A date or ISO 8601 timestamp in the week; stored as the Monday of its ISO week"
+            " (a timestamp with an offset is taken in UTC).",
+            "2026-11-30",
+        ),
+        WireField("channel", WireType.IDENTIFIER, "The sales channel; missing: ALL.", "online"),
+        WireField("actualDemand", WireType.NUMBER, "Units demanded that week, >= 0; missing: 0.", 17),
+        WireField(
+            "forecastedDemand", WireType.NUMBER, "Units forecast for that week, >= 0; missing: the actualDemand.", 15
+        ),
     ),
     schema=DemandHistorySchema,
     key=("skuId", "locationId", "weekStarting", "channel"),

@@ -24,13 +24,25 @@ class OrderLineSchema(pa.DataFrameModel):
 CONTRACT = Contract(
     kind="orders",
     array_key="orders",
-    fields=(WireField("externalOrderId", WireType.IDENTIFIER),),
+    fields=(
+        WireField(
+            "externalOrderId",
+            WireType.IDENTIFIER,
+            "The customer order's id, its key: a re-import replaces the order and all its lines.",
+            "SO-5001",
+        ),
+    ),
     schema=OrderSchema,
     key=("externalOrderId",),
     line_fields=(
-        WireField("skuId", WireType.IDENTIFIER),
-        WireField("quantity", WireType.NUMBER),
-        WireField("locationId", WireType.IDENTIFIER),
+        WireField("skuId", WireType.IDENTIFIER, "The product sold (a product stub is created if new).", "SKU-1"),
+        WireField("quantity", WireType.NUMBER, "Units sold, > 0.", 3),
+        WireField(
+            "locationId",
+            WireType.IDENTIFIER,
+            "The location it is fulfilled from (a location stub is created if new).",
+            "WH1",
+        ),
     ),
     line_schema=OrderLineSchema,
 )

@@ -15,7 +15,7 @@ class SuppliersSchema(pa.DataFrameModel):
 CONTRACT = Contract(
     kind="suppliers",
     array_key="suppliers",
-    fields=(WireField("externalId", WireType.IDENTIFIER),),
+    fields=(WireField("externalId", WireType.IDENTIFIER, "The supplier's id, the key of the suppliers.", "SUP-7"),),
     schema=SuppliersSchema,
     key=("externalId",),
 )

@@ -72,7 +72,8 @@ def find_job(
                 raise
             days = services.settings.retention_days
             raise GoneError(f"job {job_id} expired on {expired}: finished jobs are kept {days:g} days") from None
-    return services, services.jobs.get("invalid", principal.organization_id)
+    shown = job_id if len(job_id) <= 64 else f"{job_id[:64]}…"
+    raise NotFoundError(f"no job {shown!r}: a job id is the 32 hexadecimal characters of the jobId an import answered")
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:

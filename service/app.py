@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import redis
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import (
-    Components,
-    SecurityScheme,
-)
 
 from service.api_context import Services, handle_error
 from service.auth import KeyStore
@@ -20,6 +15,9 @@ from service.errors import (
 from service.imports_api import import_routes
 from service.job_store import JobStore
 from service.jobs_api import JOB_ROUTES
+from service.jobs_page import jobs_page_router
+from service.logs import log_request_error
+from service.openapi import assets_router, openapi_config
 from service.ops_api import OPS_ROUTES
 from service.queue import Queues
 from service.settings import Settings, get_settings
@@ -36,26 +34,19 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         jobs=JobStore(connection, settings),
         queues=Queues(connection, settings),
     )
-    openapi = OpenAPIConfig(
-        title="Stockyard import API",
-        version="1.0.0",
-        description="Bulk imports of inventory data. Every import answers 202 with a job; poll its status.",
-        components=Components(
-            security_schemes={
-                "apiKey": SecurityScheme(type="apiKey", name="x-api-key", security_scheme_in="header"),
-            }
-        ),
-        security=[{"apiKey": []}],
-    )
     app = Litestar(
         route_handlers=[
             *import_routes(),
             *JOB_ROUTES,
             *WEBHOOK_ROUTES,
             *OPS_ROUTES,
+            assets_router(),
+            jobs_page_router(),
         ],
         exception_handlers={StockyardError: handle_error},
-        openapi_config=openapi,
+        after_exception=[log_request_error],
+        logging_config=None,  # service.logs sets up every logger
+        openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.services = services

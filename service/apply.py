@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from service import hooks, metrics
+from service import hooks, logs, metrics
 from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
@@ -143,8 +143,7 @@ def apply_run(applier: Applier, run: Run) -> int:
         if not run.jobs:
             raise
         record = run.jobs[0]
-        logger.warning("job %s could not be applied and fails: %s", record.job_id, error)
-        fail_job(applier.store, applier.queues, record, f"import failed: {error}")
+        fail_job(applier.store, applier.queues, record, f"import failed: {error}", error)
         return 0  # the failed job is recorded in the next run
 
 
@@ -188,14 +187,8 @@ def _commit_run(applier: Applier, run: Run) -> int:
     for record in run.jobs:
         _count_completed(applier, record, seconds / len(run.jobs))
     for record in run.jobs:
-        logger.info(
-            "applied job %s (%s, %s, %d rows) in %.3f s with %d other(s)",
-            record.job_id,
-            record.organization_id,
-            record.kind,
-            record.row_count,
-            time.perf_counter() - started,
-            len(run.jobs) - 1,
+        logs.job_stage(
+            logger, "applied", record, record.status.lower(), seconds, applied_with=len(run.jobs) - 1 or None
         )
     return len(run.jobs) + len(run.failed)
 
@@ -218,8 +211,10 @@ def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:
     notify_job_ended(applier.settings, [record])
     applier.store.save([record, *run.failed])
     remove_lock(applier.store.files(record).lock)
-    logger.info("counted dry run %s (%s, %s): %d to insert, %d to update, %d unchanged", record.job_id,
-                record.organization_id, record.kind, inserted, updated, unchanged)  # fmt: skip
+    logs.job_stage(
+        logger, "counted", record, "completed (dry run)", would_insert=inserted, would_update=updated,
+        would_leave_unchanged=unchanged,
+    )  # fmt: skip
     return 1 + len(run.failed)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from typing import Any
 import click
 
 from service.auth import KeyStore, Scope
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 _DEV_KEY_MARKER = ".dev-key-created"
 _PR_SET_PDEATHSIG = 1
@@ -44,7 +43,17 @@ data_dir_option = click.option(
 )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stockyard")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 @click.group()
+@click.version_option(_version(), prog_name="stockyard")
 def main() -> None:
     """Stockyard: bulk imports of inventory data into a DuckDB warehouse."""
 
@@ -63,6 +72,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     """The API, the workers and (without REDIS_URL) an embedded Redis, in one command; Ctrl-C stops all."""
     _apply(data_dir, host=host, port=port, workers=workers)
     settings = get_settings()
+    _require_free_port(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     options = _child_options()
     redis_server: subprocess.Popen[bytes] | None = None
@@ -78,6 +88,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     url = f"http://{settings.host}:{settings.port}"
     click.echo(f"Stockyard API   {url}")
     click.echo(f"API docs        {url}/schema  (OpenAPI JSON: {url}/schema/openapi.json)")
+    click.echo(f"Jobs page       {url}/ui")
     click.echo(f"Data directory  {settings.data_dir}")
     click.echo(f"Workers         {settings.workers} (each prepares jobs; one applies them)")
     click.echo(f"Analysts' copy  {settings.analytics_path}  (open it read-only with DuckDB)")
@@ -193,7 +204,56 @@ def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
     from service.server import run_api
 
     _apply(data_dir, host=host, port=port)
-    run_api(get_settings(), log_level="warning")
+    settings = get_settings()
+    _require_redis(settings)
+    _require_free_port(settings)
+    run_api(settings)
+
+
+REDIS_WAIT_SECONDS = 10.0
+"""How long `api` and `worker` wait for Redis to answer at start before they give up."""
+
+
+def _require_redis(settings: Settings) -> None:
+    """Refuse to start a process that would only answer 503: Redis must answer (within a few seconds, for
+    a Redis that is starting beside it)."""
+    import redis
+
+    from service import logs
+
+    connection = redis.Redis.from_url(settings.effective_redis_url, socket_connect_timeout=2)
+    deadline = time.monotonic() + REDIS_WAIT_SECONDS
+    while True:
+        try:
+            connection.ping()
+            return
+        except redis.RedisError as error:
+            if time.monotonic() >= deadline:
+                where = logs.redacted(settings.effective_redis_url)
+                fix = (
+                    "check REDIS_URL"
+                    if settings.redis_url
+                    else "set REDIS_URL to your Redis, or run `stockyard serve`, which starts an embedded one"
+                )
+                raise click.ClickException(f"Redis at {where} does not answer ({error}): {fix}") from None
+            time.sleep(0.5)
+        finally:
+            connection.close()
+
+
+def _require_free_port(settings: Settings) -> None:
+    """Fail before anything is printed or created when the API's address is taken."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {settings.host}:{settings.port} ({error.strerror}): is another Stockyard"
+                " running? Stop it, or choose another port with --port or STOCKYARD_PORT"
+            ) from None
 
 
 @main.command()
@@ -207,26 +267,18 @@ def worker(data_dir: Path | None, burst: bool) -> None:
     """
     import redis
 
+    from service import logs
     from service.worker import drain, run_worker
 
     _apply(data_dir)
     settings = get_settings()
-    _log_to_stderr()
+    _require_redis(settings)
+    logs.configure(settings)
     connection = redis.Redis.from_url(settings.effective_redis_url)
     if burst:
         drain(settings, connection)
         return
     run_worker(settings, connection)
-
-
-def _log_to_stderr() -> None:
-    """Stockyard's own log lines (recoveries, failures) to stderr. Nothing logged ever holds a key."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    stockyard = logging.getLogger("stockyard")
-    stockyard.addHandler(handler)
-    stockyard.setLevel(logging.INFO)
-    stockyard.propagate = False
 
 
 @main.group()
@@ -248,11 +300,20 @@ def keys() -> None:
 def keys_create(data_dir: Path | None, organization: str, scopes: tuple[str, ...]) -> None:
     """Create a key; it is printed once, on the last line, and never stored in clear."""
     _apply(data_dir)
+    settings = get_settings()
+    new_store = not settings.keys_path.exists()
     try:
-        key_id, key = KeyStore(get_settings().keys_path).create(organization, [Scope(s) for s in scopes])
+        key_id, key = KeyStore(settings.keys_path).create(organization, [Scope(s) for s in scopes])
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    if new_store:
+        click.echo(
+            f"Note: there was no key store in {settings.data_dir}; one was made. A service running with another"
+            " data directory answers 401 to this key: pass the service's --data-dir (or STOCKYARD_DATA_DIR).",
+            err=True,
+        )
     click.echo(f"Created key {key_id} for organization {organization} with {', '.join(sorted(set(scopes)))}.")
+    click.echo(f"Stored in {settings.keys_path}: a service whose data directory is {settings.data_dir} accepts it.")
     click.echo("Store it now: it cannot be shown again.")
     click.echo(key)
 
@@ -344,8 +405,19 @@ url_option = click.option(
     help="The Stockyard API [env STOCKYARD_URL].",
 )
 key_option = click.option(
-    "--key", envvar="STOCKYARD_API_KEY", required=True, help="Your API key (x-api-key) [env STOCKYARD_API_KEY]."
+    "--key", envvar="STOCKYARD_API_KEY", default=None, help="Your API key (x-api-key) [env STOCKYARD_API_KEY]."
 )
+
+
+def _require_key(key: str | None) -> str:
+    if not key:
+        raise click.UsageError(
+            "no API key: pass --key or set STOCKYARD_API_KEY (an operator makes one with:"
+            " stockyard keys create --org ORG --scope import:write --scope import:read)"
+        )
+    return key
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON, and no progress bars.")
 
 
@@ -356,7 +428,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 @key_option
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the job until it has finished.")
 @json_option
-def upload(kind: str, file: Path, url: str, key: str, wait: bool, as_json: bool) -> None:
+def upload(kind: str, file: Path, url: str, key: str | None, wait: bool, as_json: bool) -> None:
     """Import FILE (.json, .ndjson, .csv or .parquet, optionally .gz) as KIND, then follow the job.
 
     KIND is catalog, inventory, suppliers, purchase-orders, orders or demand-history.
@@ -369,11 +441,11 @@ def upload(kind: str, file: Path, url: str, key: str, wait: bool, as_json: bool)
         from service import client
     except ImportError as error:  # the HTTP client is not installed: serving needs none
         raise click.ClickException(f"the client needs {error.name}: pip install {error.name}") from None
-    with client.Client(url, key) as api:
+    with client.Client(url, _require_key(key)) as api:
         accepted = api.upload(kind, file, show_progress=not as_json)
         if not wait:
             _print_result(
-                accepted,
+                client.summarize(accepted, 0, None),
                 as_json,
                 f"Accepted: job {accepted['jobId']} ({accepted['rowCount']:,} rows)"
                 f" is {accepted['status']}. Follow it with: stockyard status {accepted['jobId']}",
@@ -404,17 +476,17 @@ def upload(kind: str, file: Path, url: str, key: str, wait: bool, as_json: bool)
 @url_option
 @key_option
 @json_option
-def status(job_id: str, url: str, key: str, as_json: bool) -> None:
+def status(job_id: str, url: str, key: str | None, as_json: bool) -> None:
     """The state of a job: its counts and first errors. Exit code as for upload (0 while it runs)."""
     try:
         from service import client
     except ImportError as error:  # the HTTP client is not installed: serving needs none
         raise click.ClickException(f"the client needs {error.name}: pip install {error.name}") from None
-    with client.Client(url, key) as api:
+    with client.Client(url, _require_key(key)) as api:
         current = api.status(job_id)
         warnings = api.warning_total(job_id)
     if as_json:
-        click.echo(json.dumps(current, indent=2))
+        click.echo(json.dumps(client.summarize(current, warnings, None), indent=2))
     else:
         click.echo(
             f"Job {current['jobId']} ({current['type']}): {current['status']}\n"

@@ -26,11 +26,8 @@ from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contra
 from service.job_files import JobFiles
 from service.settings import get_settings
 from service.staging import UploadFormat
-from service.staging.formats import ERRORS_COLUMN, FORMULA_PREFIX, QUOTE_MARK
+from service.staging.formats import ERRORS_COLUMN, FORMULA_PREFIX, LINE_COLUMN, QUOTE_MARK, ROW_COLUMN, VALUE_COLUMN
 
-ROW_COLUMN = "_row"
-LINE_COLUMN = "_line"
-VALUE_COLUMN = "_value"
 FILE_EXTENSIONS = {
     UploadFormat.JSON: ".json",
     UploadFormat.NDJSON: ".ndjson",

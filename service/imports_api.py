@@ -4,14 +4,14 @@ An import streams its body to disk (never whole in memory), stages it (service/s
 job's record and queues it, and only then answers 202: what was accepted is on disk. Whatever goes wrong
 before that (a body over the limit, a full or unwritable disk, Redis away) is a clear 4xx or 503/507, and
 every file of the attempt is removed. Bodies are JSON, NDJSON, CSV or Parquet (by Content-Type),
-gzip-compressed or not (Content-Encoding). Their OpenAPI schemas are declared from the contracts, since
-the bodies are streamed rather than parsed by Litestar.
+gzip-compressed or not (Content-Encoding). Their OpenAPI schemas are declared in service/openapi.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +23,12 @@ from litestar import Request, Response, post
 from litestar.datastructures import ResponseHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
-    OpenAPIMediaType,
-    OpenAPIType,
     Operation,
-    RequestBody,
-    Schema,
 )
 from litestar.params import QueryParameter
 
-from contracts.common import Contract, WireType
-from service import metrics
+from contracts.common import Contract
+from service import logs, metrics
 from service.api_context import Services, authenticate, error_responses, status_url
 from service.auth import Principal, Scope
 from service.errors import (
@@ -49,10 +45,13 @@ from service.idempotency import Idempotency
 from service.job import JobRecord, JobStatus, iso, utc_now
 from service.job_files import JobFiles
 from service.kinds import KINDS
+from service.openapi import request_body
 from service.staging import ACCEPTED_MEDIA_TYPES, BodyDecoder, UploadFormat, stage_body
 from service.views import (
     ImportAccepted,
 )
+
+logger = logging.getLogger("stockyard.imports")
 
 UPLOAD_RETRY_AFTER_SECONDS = 5
 """The Retry-After of an upload refused because the API receives too many at once."""
@@ -216,6 +215,7 @@ async def _stage_and_accept(
             created_at=iso(utc_now()),
             upload_format=upload_format.value,
             dry_run=dry_run,
+            unknown_fields=[field.to_record() for field in staged.unknown_fields],
         )
         accepted_record = await anyio.to_thread.run_sync(services.jobs.accept, record, idempotency)
         if accepted_record.job_id != job_id:  # the same request raced in first: its job is the answer
@@ -224,6 +224,9 @@ async def _stage_and_accept(
         services.queues.enqueue_prepare(record)
         metrics.count(services.jobs.redis, "stockyard_jobs_accepted", contract.kind)
         metrics.count(services.jobs.redis, "stockyard_bytes_received", contract.kind, by=float(received))
+        logs.job_stage(
+            logger, "accepted", record, "queued", failed_rows=None, bytes=received, format=upload_format.value
+        )
     except OSError as error:  # the durable record could not be written
         _forget(services, files)
         raise storage_error(error) from None
@@ -242,7 +245,7 @@ def _envelope(record: JobRecord) -> ImportAccepted:
     return ImportAccepted(
         job_id=record.job_id,
         type=record.kind,
-        status=record.status,
+        status=JobStatus(record.status),
         row_count=record.row_count,
         created_at=record.created_at,
         status_url=status_url(record.job_id),
@@ -262,75 +265,14 @@ def _forget(services: Services, files: JobFiles) -> None:
         services.jobs.redis.delete(services.jobs.cache_key(files.job_id))
 
 
-# --- OpenAPI: the bodies are streamed, so their schemas are declared from the contracts ----------------
-
-_WIRE_SCHEMAS = {
-    WireType.IDENTIFIER: Schema(one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NUMBER)]),
-    WireType.TEXT: Schema(type=OpenAPIType.STRING),
-    WireType.LABEL: Schema(type=OpenAPIType.STRING),
-    WireType.NUMBER: Schema(
-        one_of=[Schema(type=OpenAPIType.NUMBER), Schema(type=OpenAPIType.STRING, description="a numeric string")]
-    ),
-    WireType.DATE: Schema(type=OpenAPIType.STRING, format="date"),  # type: ignore[arg-type]
-}
-
-
-def _row_schema(contract: Contract, *, lines: bool = False) -> Schema:
-    fields = contract.line_fields if lines else contract.fields
-    model = contract.line_schema if lines else contract.schema
-    assert model is not None
-    columns = model.to_schema().columns
-    properties: dict[str, Any] = {f.name: _WIRE_SCHEMAS[f.type] for f in fields}
-    required = [f.name for f in fields if not columns[f.name].nullable]
-    if contract.has_lines and not lines:
-        properties["lines"] = Schema(type=OpenAPIType.ARRAY, items=_row_schema(contract, lines=True))
-        required.append("lines")
-    return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
-
-
-def _csv_description(contract: Contract) -> str:
-    names = ", ".join(f.name for f in (*contract.fields, *contract.line_fields))
-    text = f"A header line naming the fields ({names}), then one record per row; an empty cell is a missing value."
-    if contract.has_lines:
-        key = contract.key[0]
-        text += f" One record per line, the header fields repeated: records with the same {key} make one row."
-    return text
-
-
 def _body_operation(contract: Contract) -> type[Operation]:
-    row = _row_schema(contract)
-    body = Schema(
-        type=OpenAPIType.OBJECT,
-        properties={contract.array_key: Schema(type=OpenAPIType.ARRAY, items=row)},
-        required=[contract.array_key],
-    )
-    lines = " (`lines` a list of structs, or flat: one file row per line, as in CSV)" if contract.has_lines else ""
-    content = {
-        "application/json": OpenAPIMediaType(schema=body),
-        "application/x-ndjson": OpenAPIMediaType(
-            schema=Schema(type=OpenAPIType.STRING, description="One row per line: a JSON object as in the array.")
-        ),
-        "text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description=_csv_description(contract))),
-        "application/vnd.apache.parquet": OpenAPIMediaType(
-            schema=Schema(
-                type=OpenAPIType.STRING,
-                format="binary",  # type: ignore[arg-type]
-                description=f"A Parquet file with a column per field{lines}.",
-            )
-        ),
-    }
+    """The operation of a kind's endpoint, with its request body declared (service/openapi.py)."""
+    body = request_body(contract)
 
     @dataclass
     class ImportOperation(Operation):
         def __post_init__(self) -> None:
-            self.request_body = RequestBody(
-                content=content,
-                required=True,
-                description=(
-                    f'A JSON object whose "{contract.array_key}" array holds the rows; or the rows as NDJSON, CSV'
-                    " or Parquet. Any of them may be gzip-compressed (Content-Encoding: gzip)."
-                ),
-            )
+            self.request_body = body
 
     return ImportOperation
 

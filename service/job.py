@@ -31,25 +31,93 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
 
 
-def _field(*, wire: str | None = None, column: str | None = None, default: Any = None, required: bool = False) -> Any:
-    metadata = {"wire": wire, "column": column}
+def _field(
+    *,
+    wire: str | None = None,
+    column: str | None = None,
+    doc: str = "",
+    example: Any = None,
+    default: Any = None,
+    default_factory: Any = None,
+    required: bool = False,
+) -> Any:
+    """`doc` and `example` describe a field of the status and a column of import_jobs (the OpenAPI
+    document and the warehouse's comments are made from them)."""
+    metadata = {"wire": wire, "column": column, "doc": doc, "example": example}
     if required:
         return field(metadata=metadata)
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
 @dataclass
 class JobRecord:
-    job_id: str = _field(wire="jobId", column="job_id VARCHAR NOT NULL", required=True)
-    organization_id: str = _field(column="organization_id VARCHAR NOT NULL", required=True)
-    kind: str = _field(wire="type", column="type VARCHAR NOT NULL", required=True)
-    status: str = _field(wire="status", column="status VARCHAR NOT NULL", required=True)
-    row_count: int = _field(wire="rowCount", column="row_count BIGINT NOT NULL", required=True)
-    created_at: str = _field(wire="createdAt", column="created_at TIMESTAMP NOT NULL", required=True)
-    processed_count: int = _field(wire="processedCount", column="processed_count BIGINT NOT NULL", default=0)
-    failed_count: int = _field(wire="failedCount", column="failed_count BIGINT NOT NULL", default=0)
-    started_at: str | None = _field(wire="startedAt", column="started_at TIMESTAMP")
-    completed_at: str | None = _field(wire="completedAt", column="completed_at TIMESTAMP")
+    job_id: str = _field(
+        wire="jobId",
+        column="job_id VARCHAR NOT NULL",
+        doc="The job's id: 32 hexadecimal characters, random.",
+        example="3f2a9c1b7d4e4f0a9b8c7d6e5f4a3b2c",
+        required=True,
+    )
+    organization_id: str = _field(
+        column="organization_id VARCHAR NOT NULL", doc="The organization whose API key sent the import.", required=True
+    )
+    kind: str = _field(
+        wire="type",
+        column="type VARCHAR NOT NULL",
+        doc="The kind of import: catalog, inventory, suppliers, purchase-orders, orders or demand-history.",
+        example="inventory",
+        required=True,
+    )
+    status: str = _field(
+        wire="status",
+        column="status VARCHAR NOT NULL",
+        doc="PENDING (queued), PROCESSING (being validated or merged), COMPLETED (its good rows are in the"
+        " warehouse) or FAILED (nothing of it was applied; the one error says why).",
+        example="COMPLETED",
+        required=True,
+    )
+    row_count: int = _field(
+        wire="rowCount",
+        column="row_count BIGINT NOT NULL",
+        doc="Rows in the body (an order or purchase order with its lines counts as one).",
+        example=2,
+        required=True,
+    )
+    created_at: str = _field(
+        wire="createdAt",
+        column="created_at TIMESTAMP NOT NULL",
+        doc="When the import was accepted (UTC; ISO 8601 with milliseconds in the status).",
+        example="2026-12-01T09:30:00.000Z",
+        required=True,
+    )
+    processed_count: int = _field(
+        wire="processedCount",
+        column="processed_count BIGINT NOT NULL",
+        doc="Rows validated so far (all of them once COMPLETED): with rowCount, the job's progress.",
+        example=2,
+        default=0,
+    )
+    failed_count: int = _field(
+        wire="failedCount",
+        column="failed_count BIGINT NOT NULL",
+        doc="Rows rejected (each has at least one error); the others were merged.",
+        example=1,
+        default=0,
+    )
+    started_at: str | None = _field(
+        wire="startedAt",
+        column="started_at TIMESTAMP",
+        doc="When a worker began to validate it (UTC); null while PENDING.",
+        example="2026-12-01T09:30:00.120Z",
+    )
+    completed_at: str | None = _field(
+        wire="completedAt",
+        column="completed_at TIMESTAMP",
+        doc="When it ended, COMPLETED or FAILED (UTC); null while it runs.",
+        example="2026-12-01T09:30:00.480Z",
+    )
     sequence: int = _field(default=0)
     """The organization's acceptance order: jobs of one organization are applied by it."""
     upload_format: str = _field(default="json")
@@ -72,12 +140,24 @@ class JobRecord:
     """When (epoch seconds) a job that met transient trouble is tried again."""
     transient_failures: int = _field(default=0)
     """Tries in a row that met transient trouble: the wait before the next one doubles with them."""
-    dry_run: bool = _field(wire="dryRun", default=False)
-    """Validated and transformed as a real import, counted against the warehouse, and nothing written."""
-    would_insert: int | None = _field(wire="wouldInsert")
-    would_update: int | None = _field(wire="wouldUpdate")
-    would_leave_unchanged: int | None = _field(wire="wouldLeaveUnchanged")
-    """A dry run's counts: rows it would insert, update, and leave as they are."""
+    unknown_fields: list[list[Any]] = _field(default_factory=list)
+    """Fields sent that the contract does not name: [name, rows that had it, rows looked at] each."""
+    dry_run: bool = _field(
+        wire="dryRun",
+        doc="A dry run (?dryRun=true): validated and counted against the warehouse, nothing written. Only"
+        " present on dry runs.",
+        example=True,
+        default=False,
+    )
+    would_insert: int | None = _field(
+        wire="wouldInsert", doc="A dry run's rows that are new: it would insert them.", example=1
+    )
+    would_update: int | None = _field(
+        wire="wouldUpdate", doc="A dry run's rows that exist with other values: it would update them.", example=0
+    )
+    would_leave_unchanged: int | None = _field(
+        wire="wouldLeaveUnchanged", doc="A dry run's rows that exist with the same values.", example=0
+    )
 
     @property
     def is_open(self) -> bool:
@@ -126,6 +206,8 @@ WIRE_FIELDS: dict[str, str] = {f.name: f.metadata["wire"] for f in fields(JobRec
 """Record field -> its name in the job status, in the status's order."""
 OPTIONAL_WIRE_FIELDS = {"dry_run", "would_insert", "would_update", "would_leave_unchanged"}
 """Fields the status shows only for the jobs that have them (dry runs)."""
+FIELD_DOCS: dict[str, tuple[str, Any]] = {f.name: (f.metadata["doc"], f.metadata["example"]) for f in fields(JobRecord)}
+"""Record field -> what it holds and an example value, for the OpenAPI document and the table's comments."""
 WAREHOUSE_COLUMNS: dict[str, str] = {f.name: f.metadata["column"] for f in fields(JobRecord) if f.metadata["column"]}
 """Record field -> its import_jobs column definition."""
 

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 import redis
 import rq
 
-from contracts.common import ERROR_SCHEMA, ROW, Contract, Validated, empty_errors, validate
-from service import hooks, metrics
+from contracts.common import ERROR_SCHEMA, ROW, Contract, ErrorCode, Validated, empty_errors, validate
+from service import hooks, logs, metrics
 from service.errors import TerminalError, TransientError
 from service.files import commit_file, remove_quietly, temporary_path
 from service.job import JobRecord, JobStatus, iso, parse_iso, utc_now
@@ -234,8 +234,7 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
                     pass
             return
         message = error.message if isinstance(error, TerminalError) else f"import failed: {error}"
-        logger.warning("job %s failed while being prepared: %s", group[0].job_id, message)
-        fail_job(context.store, context.queues, group[0], message)
+        fail_job(context.store, context.queues, group[0], message, None if isinstance(error, TerminalError) else error)
         raise
     finally:
         for record in group:
@@ -245,16 +244,8 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
     for record in group:
         metrics.observe(store.redis, "stockyard_stage_duration_seconds", seconds / len(group), record.kind, "prepare")
     for record in group:
-        logger.info(
-            "prepared job %s (%s, %s, %d rows, %d failed) in %.3f s with %d other(s)",
-            record.job_id,
-            record.organization_id,
-            record.kind,
-            record.row_count,
-            record.failed_count,
-            time.perf_counter() - started,
-            len(group) - 1,
-        )
+        outcome = "failed" if record.status == JobStatus.FAILED.value else "ready to apply"
+        logs.job_stage(logger, "prepared", record, outcome, seconds, prepared_with=len(group) - 1 or None)
 
 
 def _wait_and_retry(context: Context, group: list[JobRecord], error: BaseException) -> None:
@@ -449,18 +440,38 @@ def _finish(context: Context, record: JobRecord, validated: Validated, failed: i
     files = context.store.files(record)
     prepared = KINDS[record.kind].prepare(validated, record.organization_id)
     del validated
-    _write_issues(files.warnings, prepared.warnings.sort("row", maintain_order=True))
+    ordered = prepared.warnings.sort("row", maintain_order=True)
+    warnings = pl.concat([unknown_field_warnings(record), ordered], how="diagonal_relaxed")
+    _write_issues(files.warnings, warnings)
     write_prepared(files, prepared)
     context.store.update(
         record,
         prepared=True,
         failed_count=failed,
         error_count=error_count,
-        warning_count=prepared.warnings.height,
+        warning_count=warnings.height,
         waiting_reason=None,
         retry_at=None,
         transient_failures=0,
     )
+
+
+def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:
+    """One warning for each field sent that the contract does not name (its values were not stored)."""
+    kind = record.kind
+    rows = [
+        {
+            "row": None,
+            "field": name,
+            "code": ErrorCode.UNKNOWN_FIELD.value,
+            "message": f"{name} is not a field of {kind}: it was not stored"
+            + (f" ({had:,} of the first {looked:,} rows have it)" if looked < record.row_count else ""),
+            "value": None,
+            "position": None,
+        }
+        for name, had, looked in record.unknown_fields
+    ]
+    return pl.DataFrame(rows, schema=ERROR_SCHEMA)
 
 
 def write_prepared(files: JobFiles, prepared: Prepared) -> None:
@@ -491,9 +502,11 @@ def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
     )
 
 
-def fail_job(store: JobStore, queues: Queues, record: JobRecord, message: str) -> None:
+def fail_job(
+    store: JobStore, queues: Queues, record: JobRecord, message: str, cause: BaseException | None = None
+) -> None:
     """Mark an accepted job FAILED for good (nothing of it applied), with the reason for its status; the
-    applier writes its import_jobs row in its turn."""
+    applier writes its import_jobs row in its turn. `cause`, an unexpected error, is logged with its traceback."""
     record.status = JobStatus.FAILED.value
     record.completed_at = iso(utc_now())
     record.job_error = message
@@ -503,6 +516,7 @@ def fail_job(store: JobStore, queues: Queues, record: JobRecord, message: str) -
     notify_job_ended(store.settings, [record])
     store.save([record])
     count_failed(store.redis, record)
+    logs.job_stage(logger, "failed", record, message, level=logging.WARNING, cause=cause)
     try:
         queues.kick_apply(record.organization_id)
     except redis.RedisError:  # recovery asks for it again

@@ -110,7 +110,6 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
         if problem is not None:
             fail_job(store, queues, current, problem)
             report.failed.append(current.job_id)
-            logger.warning("job %s cannot be finished: %s", current.job_id, problem)
             continue
         waiting.append(current)
     report.requeued = _queue_to_prepare(store, queues, waiting)

@@ -1,4 +1,4 @@
-"""Running the API under uvicorn so that no client can exhaust it: header timeouts, descriptor limits, quiet logs.
+"""Running the API under uvicorn so that no client can exhaust it: header timeouts, descriptor limits, bounded logs.
 
 - A connection must send a whole request head within STOCKYARD_HEADER_TIMEOUT seconds of opening (or of
   its last response): connections that never finish their headers are closed, however slowly they
@@ -20,7 +20,10 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service import logs
 from service.settings import Settings
+
+logger = logging.getLogger("stockyard.api")
 
 DESCRIPTORS_PER_CONNECTION = 1
 RESERVED_DESCRIPTORS = 256
@@ -102,13 +105,27 @@ def connection_limit(descriptors: int) -> int:
     return max(16, (descriptors - RESERVED_DESCRIPTORS) // DESCRIPTORS_PER_CONNECTION)
 
 
+def logged_app() -> logs.AccessLog:
+    """The app uvicorn serves: Stockyard's, with an access line for every request (unknown routes too)."""
+    from service.app import create_app
+
+    return logs.AccessLog(create_app())
+
+
 def run_api(settings: Settings, **options: Any) -> None:
     """Serve the API until stopped (`stockyard api`)."""
     HeadTimeoutProtocol.head_timeout = settings.header_timeout_seconds
+    logs.configure(settings)
+    logger.info(
+        "Stockyard API on http://%s:%d (docs /schema, jobs page /ui, probes /health /ready /metrics); Redis at %s",
+        settings.host,
+        settings.port,
+        logs.redacted(settings.effective_redis_url),
+    )
     logging.getLogger("asyncio").addFilter(RepeatFilter())
     logging.getLogger("uvicorn.error").addFilter(RepeatFilter())
     uvicorn.run(
-        "service.app:create_app",
+        "service.server:logged_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -116,5 +133,6 @@ def run_api(settings: Settings, **options: Any) -> None:
         limit_concurrency=connection_limit(raise_descriptor_limit()),
         timeout_keep_alive=5,
         timeout_graceful_shutdown=30,
+        log_config=None,  # service.logs has set up the loggers
         **options,
     )

@@ -79,6 +79,16 @@ class Settings:
     """How often an idle worker looks for accepted jobs that Redis lost or whose worker died."""
     shutdown_timeout_seconds: float = field(default_factory=lambda: float(_env("SHUTDOWN_TIMEOUT", "60")))
     """How long `serve` lets the API and a running job finish on Ctrl-C/SIGTERM before killing them."""
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "text").lower())
+    """`text` (one readable line per event) or `json` (one JSON object per line, for a log pipeline)."""
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO").upper())
+    """The least severe log lines written: DEBUG, INFO, WARNING or ERROR."""
+
+    def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"STOCKYARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"STOCKYARD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
 
     def duckdb_config(self, **extra: str | int | float) -> DuckDBConfig:
         """The configuration of every DuckDB database Stockyard opens: bounded memory and threads, and

@@ -7,12 +7,13 @@ job's first errors and warnings added: a field of the record is declared once.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 import msgspec
 import polars as pl
 
-from service.job import OPTIONAL_WIRE_FIELDS, WIRE_FIELDS, JobRecord, JobStatus, job_level_error
+from contracts.common import ErrorCode
+from service.job import FIELD_DOCS, OPTIONAL_WIRE_FIELDS, WIRE_FIELDS, JobRecord, JobStatus, job_level_error
 from service.job_files import JobFiles
 from service.settings import Settings
 
@@ -24,24 +25,62 @@ MAX_OFFSET = 1 << 62
 """The largest offset a page may ask for (beyond, a clear 400 rather than an overflow)."""
 
 
-class RowIssue(msgspec.Struct):
-    """A row-level error or warning. `row` is the 0-based index in the submitted array (null for a job-level
-    error); `field` the wire name (`lines[2].unitCost` inside a line); `value` the value as sent, cut to 200."""
+def _doc(description: str, example: Any = None) -> msgspec.Meta:
+    """A field's description and example, as the OpenAPI document shows them."""
+    return msgspec.Meta(description=description, examples=None if example is None else [example])
 
-    row: int | None
-    field: str | None
-    code: str
-    message: str
-    value: str | None
+
+_ROW_CODES = ", ".join(f"`{code.value}`" for code in ErrorCode if code is not ErrorCode.UNKNOWN_FIELD)
+
+
+class RowIssue(msgspec.Struct):
+    """A row-level error or warning, or (row null) one about the whole job."""
+
+    row: Annotated[
+        int | None,
+        _doc(
+            "The 0-based index of the row in the submitted array (for NDJSON and CSV, the record); null for an"
+            " error or warning about the whole job.",
+            1,
+        ),
+    ]
+    field: Annotated[
+        str | None,
+        _doc(
+            "The wire name of the field (`lines[2].unitCost` inside a line); null when no one field is",
+            "quantityOnHand",
+        ),
+    ]
+    code: Annotated[
+        str,
+        _doc(
+            f"What is wrong: {_ROW_CODES} for a row; `job_failed` or `cancelled` for a FAILED job;"
+            " `retrying` (a warning) while a job waits for transient trouble to pass; `unknown_field` (a"
+            " warning, row null) for a field the contract does not name.",
+            "invalid_type",
+        ),
+    ]
+    message: Annotated[str, _doc("What is wrong, for a person.", "quantityOnHand must be a number")]
+    value: Annotated[str | None, _doc("The value as sent, as text, cut to 200 characters; null when missing.", "abc")]
 
 
 class ImportAccepted(msgspec.Struct, rename="camel"):
-    job_id: str
-    type: str
-    status: str
-    row_count: int
-    created_at: str
-    status_url: str
+    """The answer to an import: its job, queued."""
+
+    job_id: Annotated[str, _doc(*FIELD_DOCS["job_id"])]
+    type: Annotated[str, _doc(*FIELD_DOCS["kind"])]
+    status: Annotated[
+        JobStatus, _doc("PENDING when accepted (an Idempotency-Key replay: the job's status now).", "PENDING")
+    ]
+    row_count: Annotated[int, _doc(*FIELD_DOCS["row_count"])]
+    created_at: Annotated[str, _doc(*FIELD_DOCS["created_at"])]
+    status_url: Annotated[
+        str,
+        _doc(
+            "Where to follow the job (also the Location header).",
+            "/api/import/status/3f2a9c1b7d4e4f0a9b8c7d6e5f4a3b2c",
+        ),
+    ]
 
 
 def _status_fields() -> list[tuple[str, Any] | tuple[str, Any, Any]]:
@@ -51,9 +90,13 @@ def _status_fields() -> list[tuple[str, Any] | tuple[str, Any, Any]]:
     defaults = {f.name: f.default for f in fields(JobRecord)}
     result: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for name, wire in WIRE_FIELDS.items():
-        result.append((wire, types[name], defaults[name]) if name in OPTIONAL_WIRE_FIELDS else (wire, types[name]))
+        kind = JobStatus if name == "status" else types[name]
+        documented = Annotated[kind, _doc(*FIELD_DOCS[name])]  # type: ignore[valid-type]
+        result.append((wire, documented, defaults[name]) if name in OPTIONAL_WIRE_FIELDS else (wire, documented))
         if wire == "failedCount":
-            result += [("errors", list[RowIssue]), ("warnings", list[RowIssue])]
+            for issue in ("errors", "warnings"):
+                every = f"The first {STATUS_ERROR_LIMIT:,} {issue}, in row order (all of them: .../{issue})."
+                result.append((issue, Annotated[list[RowIssue], _doc(every)]))
     return result
 
 
@@ -72,8 +115,8 @@ JobSummaryView = msgspec.defstruct(
 class JobList(msgspec.Struct, rename="camel"):
     """`GET /api/import/jobs`: a page of the organization's jobs, newest first."""
 
-    items: list[Any]
-    next_cursor: str | None
+    items: Annotated[list[JobSummaryView], _doc("The jobs of the page, newest first.")]  # type: ignore[valid-type]
+    next_cursor: Annotated[str | None, _doc("Pass as `cursor` for the next page; null on the last one.", "YWZ0ZXI6MTI")]
 
 
 def summary_view(record: JobRecord) -> Any:
@@ -81,19 +124,25 @@ def summary_view(record: JobRecord) -> Any:
 
 
 class IssuePage(msgspec.Struct, rename="camel"):
-    job_id: str
-    offset: int
-    limit: int
-    total: int
-    items: list[RowIssue]
+    """A page of a job's errors or warnings, in row order."""
+
+    job_id: Annotated[str, _doc(*FIELD_DOCS["job_id"])]
+    offset: Annotated[int, _doc("The index of the page's first entry among all of them.", 0)]
+    limit: Annotated[int, _doc("The most entries a page holds.", 1000)]
+    total: Annotated[int, _doc("How many there are in all.", 1)]
+    items: Annotated[list[RowIssue], _doc("The page's errors or warnings, in row order.")]
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
     """Every error: its HTTP status and what went wrong, for the caller (and a code, where one helps)."""
 
-    status_code: int
-    detail: str
-    code: str | None = None
+    status_code: Annotated[int, _doc("The HTTP status, repeated.", 400)]
+    detail: Annotated[
+        str, _doc("What went wrong and, where it helps, what to do.", 'expected a JSON object with "levels"')
+    ]
+    code: Annotated[
+        str | None, _doc("A machine-readable reason, where the status alone is not enough.", "idempotency_key_reused")
+    ] = None
 
 
 def read_issues(files: JobFiles, kind: str, offset: int, limit: int) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import polars as pl
 from service.files import commit_file, temporary_path
 from service.job import WAREHOUSE_COLUMNS, JobRecord, JobStatus, parse_iso
 from service.settings import DuckDBConfig
+from service.warehouse_comments import comment_statements
 from transforms import Prepared
 
 LAST_JOB = "last_job_id"
@@ -171,6 +172,7 @@ class Warehouse:
                 connection = _connect(self.path, self._config)
                 if not _has_schema(connection):
                     connection.execute(SCHEMA)
+                connection.execute(f"BEGIN; {'; '.join(comment_statements())}; COMMIT")
                 self._connection = connection
             return self._connection
 

@@ -43,6 +43,7 @@ from service.staging.from_json import isolate_array, stage_json
 from service.staging.from_ndjson import stage_ndjson
 from service.staging.from_parquet import stage_parquet
 from service.staging.sql import literal, staging_database
+from service.staging.unknown_fields import UnknownField, find_unknown_fields
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class StagedUpload:
     rows_path: Path
     lines_path: Path | None
     row_count: int
+    unknown_fields: list[UnknownField]
 
 
 _STAGERS = {
@@ -100,6 +102,7 @@ def stage_body(
             row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
             if not ordered:
                 _ensure_row_order(con, rows_tmp)
+            unknown = find_unknown_fields(con, contract, upload_format, body_path, row_count)
         commit_file(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             commit_file(lines_tmp, lines_path)
@@ -109,7 +112,7 @@ def stage_body(
     except BaseException:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
         raise
-    return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count)
+    return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count, unknown_fields=unknown)
 
 
 __all__ = [

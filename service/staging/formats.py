@@ -54,3 +54,9 @@ cell (shown as text, never run); when that file comes back (its header has ERROR
 off such a cell, so the file round-trips. Any other CSV is staged exactly as sent."""
 ERRORS_COLUMN = "_errors"
 """The column of a failed-rows file that holds a row's error messages (service/failed_rows.py)."""
+ROW_COLUMN = "_row"
+LINE_COLUMN = "_line"
+VALUE_COLUMN = "_value"
+"""The other columns a failed-rows file adds: the row's index, the line's, the text of an unreadable row."""
+FAILED_ROWS_COLUMNS = frozenset({ERRORS_COLUMN, ROW_COLUMN, LINE_COLUMN, VALUE_COLUMN})
+"""What a failed-rows file sent back holds beside the fields: ignored without a warning."""

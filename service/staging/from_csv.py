@@ -26,7 +26,7 @@ _CSV_DELIMITERS = (",", ";", "\t", "|")
 """Comma; or, when the header names no field with commas, what spreadsheets in other locales export."""
 
 
-def _csv_header(body_path: Path, contract: Contract) -> tuple[list[str], str]:
+def csv_header(body_path: Path, contract: Contract) -> tuple[list[str], str]:
     """The field names of the header line, and the delimiter that makes them name known fields."""
     wanted = [f.name for f in (*contract.fields, *contract.line_fields)]
     with open(body_path, "rb") as handle:
@@ -71,7 +71,7 @@ def _csv_cell(text: str, index: int, delimiter: str) -> str:
 def stage_csv(
     con: duckdb.DuckDBPyConnection, contract: Contract, body_path: Path, rows_tmp: Path, lines_tmp: Path | None
 ) -> int:
-    header, delimiter = _csv_header(body_path, contract)
+    header, delimiter = csv_header(body_path, contract)
     # a failed-rows file of ours (it has the errors column) comes back: take off the quote marks it added
     cell = _formula_kept if ERRORS_COLUMN in header else str
     position = {name: index for index, name in enumerate(header) if name}  # a repeated name: the last wins

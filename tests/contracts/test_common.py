@@ -436,6 +436,7 @@ def test_error_codes_are_the_contract_codes() -> None:
         "too_long",
         "empty_lines",
         "duplicate_key",
+        "unknown_field",
     ]
 
 

@@ -14,24 +14,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.service.processes import Stockyard, external_redis, wait_for
+from tests.service.processes import Stockyard, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def stockyard(tmp_path: Path) -> Iterator[Stockyard]:
-    with external_redis(tmp_path / "redis") as server:
-        created = Stockyard(tmp_path / "stockyard", redis_url=server.url)
-        yield created
-        created.cleanup()
 
 
 def head_only(port: int, path: str = "/api/import/suppliers") -> socket.socket:

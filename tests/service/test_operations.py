@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Api
-from tests.service.processes import Stockyard, external_redis, free_port, wait_for
+from tests.service.processes import Stockyard, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +27,6 @@ def test_health_answers_without_a_key_and_the_openapi_document_lists_the_operati
     assert api.client.get("/health").json() == {"status": "ok"}
     paths = api.client.get("/schema/openapi.json").json()["paths"]
     assert {"/health", "/ready", "/metrics"} <= set(paths)
-
-
-@pytest.fixture
-def stockyard(tmp_path: Path) -> Iterator[Stockyard]:
-    with external_redis(tmp_path / "redis") as server:
-        created = Stockyard(tmp_path / "stockyard", redis_url=server.url)
-        created.redis_server = server  # type: ignore[attr-defined]
-        yield created
-        created.cleanup()
 
 
 def ready(stockyard: Stockyard) -> httpx.Response:
@@ -99,3 +89,55 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_logs_have_an_access_line_per_request_and_a_line_per_job_stage_never_the_key(stockyard: Stockyard) -> None:
+    env = stockyard.environment(STOCKYARD_LOG_FORMAT="json")
+    api = stockyard.api(env=env)
+    worker = stockyard.start("worker", env=env)
+    job_id = stockyard.accept("inventory", {"levels": [{"skuId": "A", "locationId": "L"}, {"skuId": ""}]})
+    stockyard.wait_finished([job_id])
+    assert httpx.get(f"{stockyard.url}/no/such/route", timeout=10).status_code == 404
+    stockyard.redis_server.kill()  # type: ignore[attr-defined]
+    refused = stockyard.post("suppliers", {"suppliers": [{"externalId": "S"}]})
+    assert refused.status_code == 503
+
+    api_lines = _json_lines(api.output())
+    access = {
+        (line["method"], line["path"], line["status"]) for line in api_lines if line["logger"] == "stockyard.access"
+    }
+    assert ("POST", "/api/import/inventory", 202) in access
+    assert ("GET", "/no/such/route", 404) in access
+    assert ("POST", "/api/import/suppliers", 503) in access
+    posted = next(line for line in api_lines if line.get("status") == 202)
+    assert posted["bytes"] > 0 and posted["seconds"] >= 0 and posted["client"] == "127.0.0.1"
+    accepted = next(line for line in api_lines if line.get("stage") == "accepted")
+    assert accepted["job_id"] == job_id and accepted["organization"] == "acme" and accepted["rows"] == 2
+    started, unavailable = (line for line in api_lines if line["logger"] == "stockyard.api")
+    assert started["level"] == "info" and f"Stockyard API on {stockyard.url}" in str(started["message"])
+    assert unavailable["level"] == "warning" and "job queue is unavailable" in str(unavailable["message"])
+
+    stages = {line["stage"]: line for line in _json_lines(worker.output()) if line.get("job_id") == job_id}
+    assert stages["prepared"]["failed_rows"] == 1 and stages["prepared"]["kind"] == "inventory"
+    assert stages["applied"]["outcome"] == "completed" and stages["applied"]["seconds"] >= 0
+    for process in (api, worker):
+        assert stockyard.key not in process.output()
+        assert stockyard.key.split("_")[2] not in process.output()
+
+
+def test_an_unexpected_request_error_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    from service.logs import log_request_error
+
+    try:
+        raise ValueError("a bug")
+    except ValueError as error:
+        raised = error
+        with caplog.at_level("INFO", logger="stockyard.api"):
+            log_request_error(error, {"type": "http", "method": "GET", "path": "/x"})  # type: ignore[arg-type]
+    (record,) = caplog.records
+    assert record.levelname == "ERROR" and "GET /x failed" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[1] is raised

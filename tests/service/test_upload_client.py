@@ -58,6 +58,7 @@ def test_upload_csv_save_the_failed_rows_fix_them_and_upload_again(service: Stoc
     saved = list(tmp_path.glob("levels.failed-*.csv"))
     assert len(saved) == 1 and f"Failed rows saved to {saved[0]}" in first.stdout
     assert "Uploading levels.csv" in first.stderr  # progress goes to stderr
+    assert "The service stages the rows: done in" in first.stderr  # the wait for the 202 is shown too
 
     rows = fix_all("inventory", decode("inventory", saved[0].read_bytes(), "csv"), "csv")
     saved[0].write_bytes(reencode("inventory", rows, "csv"))
@@ -67,6 +68,7 @@ def test_upload_csv_save_the_failed_rows_fix_them_and_upload_again(service: Stoc
         "type": "inventory",
         "status": "COMPLETED",
         "rows": 3,
+        "processed": 3,
         "accepted": 3,
         "failed": 0,
         "warnings": 0,
@@ -95,7 +97,18 @@ def test_no_wait_then_status(service: Stockyard, tmp_path: Path) -> None:
     accepted = stockyard(service, "upload", "suppliers", str(suppliers), "--no-wait", "--json")
     assert accepted.exit_code == 0, accepted.output
     job_id = summary(accepted)["jobId"]
-    assert summary(accepted)["status"] == "PENDING"
+    assert summary(accepted) == {
+        "jobId": job_id,
+        "type": "suppliers",
+        "status": "PENDING",
+        "rows": 3,
+        "processed": 0,
+        "accepted": None,
+        "failed": 0,
+        "warnings": 0,
+        "failedRows": None,
+        "error": None,
+    }
     deadline = time.monotonic() + 30
     while summary(current := stockyard(service, "status", job_id, "--json"))["status"] not in ("COMPLETED", "FAILED"):
         assert time.monotonic() < deadline
@@ -120,7 +133,13 @@ def test_refused_unreachable_and_unknown_files(service: Stockyard, tmp_path: Pat
     bad.write_text("title\nA\n")
     assert stockyard(service, "upload", "catalog", str(bad)).exit_code == client.EXIT_REFUSED
     missing = stockyard(service, "status", "0" * 32)
-    assert missing.exit_code == client.EXIT_REFUSED and "404" in missing.output
+    assert missing.exit_code == client.EXIT_REFUSED and "404" in missing.output and "check the job id" in missing.output
+    malformed = stockyard(service, "status", "0000")
+    assert "no job '0000': a job id is the 32 hexadecimal characters" in malformed.output
+    no_key = CliRunner().invoke(main, ["status", "0" * 32, "--url", service.url], env={"STOCKYARD_API_KEY": ""})
+    assert no_key.exit_code == 2 and "pass --key or set STOCKYARD_API_KEY" in no_key.output
+    assert "is the service running?" in unreachable.output
+    assert "check the key" in refused.output
 
 
 def test_the_installed_command_end_to_end(service: Stockyard, tmp_path: Path) -> None:

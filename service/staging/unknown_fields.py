@@ -1,0 +1,85 @@
+"""Fields an upload holds that its kind's contract does not name: they are not stored, and each becomes
+one `unknown_field` warning of the job (never dropped without a word).
+
+CSV and Parquet name their columns once, so every unknown column is found. JSON and NDJSON rows may each
+have other keys: the first SAMPLE_ROWS rows are looked at (reading every key of a million rows again
+would cost more than staging them), and the warning says how many of those had the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from contracts.common import Contract
+from service.staging.formats import FAILED_ROWS_COLUMNS, UploadFormat
+from service.staging.sql import literal
+
+SAMPLE_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class UnknownField:
+    name: str
+    """The field as sent; inside a line, `lines[].name`."""
+    rows: int
+    """How many of the rows looked at have it."""
+    looked_at: int
+    """How many rows were looked at: all of them (CSV, Parquet), or the first SAMPLE_ROWS (JSON, NDJSON)."""
+
+    def to_record(self) -> list[str | int]:
+        return [self.name, self.rows, self.looked_at]
+
+
+def _known(contract: Contract) -> set[str]:
+    names = {f.name for f in (*contract.fields, *contract.line_fields)}
+    return names | ({"lines"} if contract.has_lines else set()) | FAILED_ROWS_COLUMNS
+
+
+def unknown_columns(contract: Contract, columns: list[str], row_count: int) -> list[UnknownField]:
+    """The columns of a CSV header or a Parquet file that are not fields (each present in every row)."""
+    known = _known(contract)
+    seen: dict[str, None] = dict.fromkeys(c for c in columns if c and c not in known)
+    return [UnknownField(name, row_count, row_count) for name in seen]
+
+
+def find_unknown_fields(
+    con: duckdb.DuckDBPyConnection, contract: Contract, upload_format: UploadFormat, body_path: Path, row_count: int
+) -> list[UnknownField]:
+    """The fields of a staged body that its contract does not name, whatever its format."""
+    if upload_format is UploadFormat.CSV:
+        from service.staging.from_csv import csv_header
+
+        return unknown_columns(contract, csv_header(body_path, contract)[0], row_count)
+    if upload_format is UploadFormat.PARQUET:
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(str(body_path))})").fetchall()
+        return unknown_columns(contract, [row[0] for row in described], row_count)
+    return unknown_keys(con, contract, upload_format, body_path, row_count)
+
+
+def unknown_keys(
+    con: duckdb.DuckDBPyConnection, contract: Contract, upload_format: UploadFormat, body_path: Path, row_count: int
+) -> list[UnknownField]:
+    """The keys of the first SAMPLE_ROWS JSON or NDJSON rows (and their lines) that are not fields."""
+    looked_at = min(row_count, SAMPLE_ROWS)
+    if looked_at == 0:
+        return []
+    shape = "array" if upload_format is UploadFormat.JSON else "newline_delimited"
+    largest = max(body_path.stat().st_size, 1 << 20)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE key_sample AS SELECT row_number() OVER () AS rowid, json FROM"
+        f" (SELECT json FROM read_json_objects({literal(str(body_path))}, format={literal(shape)},"
+        f" ignore_errors=true, maximum_object_size={largest}) LIMIT {looked_at}) WHERE json_type(json) = 'OBJECT'"
+    )
+    keys = "SELECT rowid, unnest(json_keys(json)) AS key FROM key_sample"
+    if contract.has_lines:
+        lines = "SELECT rowid, unnest(json_extract(json, '$.lines[*]')) AS line FROM key_sample"
+        keys += (
+            " UNION ALL SELECT rowid, 'lines[].' || unnest(json_keys(line)) AS key"
+            f" FROM ({lines}) WHERE json_type(line) = 'OBJECT'"
+        )
+    counted = con.execute(f"SELECT key, count(DISTINCT rowid) FROM ({keys}) GROUP BY key ORDER BY key").fetchall()
+    known = _known(contract) | {f"lines[].{name}" for name in _known(contract)}
+    return [UnknownField(key, int(rows), looked_at) for key, rows in counted if key not in known]
