@@ -141,21 +141,26 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_service(data_dir: Path, workers: int | None = None) -> Iterator[RunningService]:
+def running_service(
+    data_dir: Path, workers: int | None = None, *, python: str | None = None, environment: dict[str, str] | None = None
+) -> Iterator[RunningService]:
     """A fresh service on a free port (with `workers` workers, or the default), with a key for
-    ORGANIZATION; stopped on exit."""
+    ORGANIZATION; stopped on exit. `python` runs it in another environment (the lake's), with the
+    STOCKYARD_* settings of `environment` (STOCKYARD_WAREHOUSE=ducklake, say)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir.resolve())
-    settings = Settings(data_dir=data_dir.resolve(), workers=workers or settings.workers)
+    lake = (environment or {}).get("STOCKYARD_WAREHOUSE", "file")
+    settings = Settings(data_dir=data_dir.resolve(), warehouse=lake)
+    settings = Settings(data_dir=data_dir.resolve(), workers=workers or settings.workers, warehouse=lake)
     _, key = KeyStore(settings.keys_path).create(ORGANIZATION, [Scope.IMPORT_WRITE, Scope.IMPORT_READ])
     port = free_port()
     log_path = data_dir / "service.log"
-    command = [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(settings.data_dir), "--port", str(port)]
-    command += ["--workers", str(settings.workers)]
+    command = [python or sys.executable, "-m", "service.cli", "serve", "--data-dir", str(settings.data_dir)]
+    command += ["--port", str(port), "--workers", str(settings.workers)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, env=_child_environment(), cwd=data_dir, stdout=log, stderr=subprocess.STDOUT
-        )
+            command, env={**_child_environment(), **(environment or {})}, cwd=data_dir, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=url, timeout=httpx.Timeout(3600.0, connect=10.0))
     service = RunningService(process, settings, url, key, log_path, client)
@@ -294,11 +299,18 @@ def import_end_to_end(service: RunningService, kind: str, body: Path, previous: 
         peak_rss=peaks,
         peak_rss_reset=memory.reset_ok,
         resting_rss=dict(service.resting_rss),
-        warehouse_bytes=service.settings.warehouse_path.stat().st_size,
+        warehouse_bytes=warehouse_bytes(service.settings),
         created_to_started_seconds=_span(status, "createdAt", "startedAt"),
         started_to_completed_at_seconds=_span(status, "startedAt", "completedAt"),
         dry_run_seconds=dry_seconds,
     )
+
+
+def warehouse_bytes(settings: Settings) -> int:
+    """The warehouse on disk: the file, or the lake's data files (its catalog is PostgreSQL's)."""
+    if not settings.is_lake:
+        return settings.warehouse_path.stat().st_size
+    return sum(path.stat().st_size for path in settings.lake_data_dir.rglob("*") if path.is_file())
 
 
 def _span(status: dict[str, Any], start: str, end: str) -> float | None:
@@ -342,7 +354,7 @@ def run_job_stream(service: RunningService, spec: BatchSpec, jobs: int) -> JobSt
         rows_per_job=spec.rows,
         seconds=seconds,
         warehouse_rows=int(warehouse_rows),
-        warehouse_bytes=service.settings.warehouse_path.stat().st_size,
+        warehouse_bytes=warehouse_bytes(service.settings),
         mean_started_to_completed_at_seconds=sum(known) / len(known) if known else None,
         commits=len({status["completedAt"] for status in statuses}),
     )

@@ -1,4 +1,5 @@
-"""The applier: the one process that holds the warehouse, runs the apply lanes, and publishes the copy.
+"""The applier: the one process of a data directory that holds the warehouse, runs the apply lanes, and
+publishes the copy (the file) or keeps the lake's files few (the lake: appliers of several machines).
 
 Any worker may become it (STOCKYARD_APPLY=auto): the first to take the warehouse's flock does, and the
 others stand by, trying again every second, so that when the applier dies another worker takes over
@@ -25,10 +26,11 @@ from rq.timeouts import TimerDeathPenalty
 
 from service import recovery
 from service.job_store import JobStore, organization_jobs_key
+from service.lake import Lake, open_warehouse, run_maintenance
 from service.publish import Publisher
 from service.queue import Queues
 from service.settings import Settings
-from service.warehouse import Warehouse
+from service.table_locks import TableLocks
 
 APPLIER_HEARTBEAT = "stockyard:applier"
 """Set by the applier every few seconds, with a TTL: no key, no applier (GET /ready says so)."""
@@ -74,8 +76,9 @@ class Applier:
         self.settings = settings
         self.store = JobStore(connection, settings)
         self.queues = Queues(connection, settings)
-        self.warehouse = Warehouse(settings.data_dir, settings.warehouse_path, settings.duckdb_config())
+        self.warehouse = open_warehouse(settings, TableLocks(connection))
         self.publisher = Publisher(self.warehouse, settings)
+        self.last_apply = time.monotonic()  # when a lane last finished a transaction: maintenance waits for quiet
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -86,8 +89,13 @@ class Applier:
             return True
         if not self.warehouse.try_hold():
             return False
+        try:  # a new warehouse is made now, not at the first job, so that readers can attach at once
+            with self.warehouse.cursor():
+                pass
+        except Exception as error:  # busy or not writable yet: the jobs wait, saying why, and are retried
+            logger.warning("could not open the warehouse yet (%s); jobs wait for it", error)
         _current = self
-        logger.info("this worker applies jobs to the warehouse now (%s)", self.settings.warehouse_path)
+        logger.info("this worker applies jobs to the warehouse now (%s)", self.warehouse.where)
         self.publisher.publish_now()  # whatever the last applier committed; a failure is logged, not fatal
         self._ask_for_every_organization()
         return True
@@ -108,11 +116,13 @@ class Applier:
         for index in range(self.settings.apply_lanes):
             self._start(f"apply-lane-{index}", self._run_lane)
         self._start("publisher", self.publisher.run, self.stopping)
+        if isinstance(self.warehouse, Lake):
+            self._start("lake-maintenance", run_maintenance, self, self.warehouse)
         self._start("heartbeat", self._beat)
 
     def _beat(self) -> None:
         while not self.stopping.is_set():
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "warehouse": str(self.settings.warehouse_path)}
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "warehouse": self.warehouse.where}
             with contextlib.suppress(redis.RedisError):
                 self.store.redis.set(APPLIER_HEARTBEAT, json.dumps(holder), ex=int(4 * HEARTBEAT_SECONDS))
             self.stopping.wait(HEARTBEAT_SECONDS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
 from service.prepare import fail_job, is_transient, read_prepared, transient_reason
-from service.warehouse import applied_at, apply_jobs, count_changes
+from service.warehouse import KindTables, applied_at, apply_jobs, count_changes
 from service.webhooks import notify_job_ended
 from transforms import Prepared
 
@@ -169,7 +170,9 @@ def _commit_run(applier: Applier, run: Run) -> int:
         if pending or run.failed:
             first = (pending[0][1] if pending else run.failed[0]).job_id
             tables = KINDS[pending[0][1].kind].tables if pending else None
-            written = apply_jobs(con, tables, pending, run.failed, before_commit=hooks.merge_pause(first))
+            with applier.warehouse.exclusive(tables_written(tables, [prepared for prepared, _ in pending])):
+                written = apply_jobs(con, tables, pending, run.failed, before_commit=hooks.merge_pause(first))
+            applier.last_apply = time.monotonic()
     for record in run.jobs:
         record.status = JobStatus.COMPLETED.value
         record.processed_count = record.row_count
@@ -191,6 +194,14 @@ def _commit_run(applier: Applier, run: Run) -> int:
             logger, "applied", record, record.status.lower(), seconds, applied_with=len(run.jobs) - 1 or None
         )
     return len(run.jobs) + len(run.failed)
+
+
+def tables_written(tables: KindTables | None, prepared: Sequence[Prepared]) -> list[str]:
+    """The tables a merge deletes from or adds stubs to (import_jobs only ever gains rows)."""
+    if tables is None:
+        return []
+    named = [tables.rows.name] + ([tables.lines.name] if tables.lines is not None else [])
+    return [*named, *{table for each in prepared for table in each.references}]
 
 
 def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:

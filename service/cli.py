@@ -15,7 +15,9 @@ from typing import Any
 
 import click
 
+from service import logs
 from service.auth import KeyStore, Scope
+from service.errors import StockyardError
 from service.settings import Settings, get_settings
 
 _DEV_KEY_MARKER = ".dev-key-created"
@@ -81,6 +83,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
 
         redis_server = start_redis(settings.redis_dir, settings.redis_socket, **options)
         os.environ["REDIS_URL"] = settings.effective_redis_url
+    postgres_server = _start_postgres(settings, options)
     command = [sys.executable, "-m", "service.cli"]
     workers_running = [_Restarting("worker", [*command, "worker"], options) for _ in range(settings.workers)]
     api_server = subprocess.Popen([*command, "api"], **options)
@@ -91,7 +94,12 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     click.echo(f"Jobs page       {url}/ui")
     click.echo(f"Data directory  {settings.data_dir}")
     click.echo(f"Workers         {settings.workers} (each prepares jobs; one applies them)")
-    click.echo(f"Analysts' copy  {settings.analytics_path}  (open it read-only with DuckDB)")
+    if settings.is_lake:
+        where = "embedded PostgreSQL" if postgres_server is not None else logs.redacted(settings.effective_lake_catalog)
+        click.echo(f"Warehouse       DuckLake: catalog on {where}, data in {settings.lake_data_dir}")
+        click.echo("                analysts attach it read-only and see each job at once (docs/analysts.md)")
+    else:
+        click.echo(f"Analysts' copy  {settings.analytics_path}  (open it read-only with DuckDB)")
     _print_dev_key(settings.data_dir)
 
     stopping = False
@@ -110,15 +118,44 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
             if child is not None and child.poll() is not None:
                 click.echo(f"The {name} exited with {child.returncode}; stopping.", err=True)
                 failed = stopping = True
+        if postgres_server is not None and postgres_server.poll() is not None and not stopping:
+            # the catalog's own WAL keeps every commit; the workers retry what failed meanwhile
+            click.echo(f"The PostgreSQL exited with {postgres_server.returncode}; restarting it.", err=True)
+            postgres_server = _start_postgres(settings, options)
         time.sleep(0.2)
     # API and workers together: in-flight requests finish, running jobs complete (or, past the
     # timeout, are rolled back and resume at the next start). Redis last: they all still need it.
     _stop_children([api_server, *(each.process for each in workers_running)], settings.shutdown_timeout_seconds)
-    if redis_server is not None:
-        _stop_children([redis_server], 30)
+    _stop_children([server for server in (redis_server, postgres_server) if server is not None], 30)
     click.echo("Stockyard stopped.")
     if failed:
         sys.exit(1)
+
+
+def _start_postgres(settings: Settings, options: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+    """The lake's catalog, when the lake is chosen with no catalog of the operator's: an embedded PostgreSQL."""
+    if not settings.is_lake or settings.lake_catalog is not None:
+        return None
+    from service.embedded_postgres import start_postgres
+
+    _require_lake()
+    try:
+        server = start_postgres(settings.postgres_dir, **options)
+    except StockyardError as error:
+        raise click.ClickException(str(error)) from None
+    os.environ["STOCKYARD_LAKE_CATALOG"] = settings.effective_lake_catalog
+    return server
+
+
+def _require_lake() -> None:
+    """Refuse to start with the lake chosen where its extensions are not installed, saying how to get them."""
+    from service.lake import extension_path
+
+    try:
+        for name in ("ducklake", "postgres_scanner"):
+            extension_path(name)
+    except StockyardError as error:
+        raise click.ClickException(str(error)) from None
 
 
 class _Restarting:
@@ -273,6 +310,8 @@ def worker(data_dir: Path | None, burst: bool) -> None:
     _apply(data_dir)
     settings = get_settings()
     _require_redis(settings)
+    if settings.is_lake:
+        _require_lake()
     logs.configure(settings)
     connection = redis.Redis.from_url(settings.effective_redis_url)
     if burst:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -120,7 +121,9 @@ def log_request_error(exception: Exception, scope: Scope) -> None:
 
 
 def redacted(url: str) -> str:
-    """A URL fit for a log line: its password replaced."""
+    """A URL (or a libpq `key=value` connection string) fit for a log line: its password replaced."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", url)
     parts = urlsplit(url)
     if not parts.password:
         return url

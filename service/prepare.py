@@ -100,6 +100,8 @@ def is_transient(error: BaseException) -> bool:
         return error.errno in _TRANSIENT_ERRNOS
     if isinstance(error, duckdb.IOException | duckdb.FatalException):
         return True
+    if isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower():
+        return True  # DuckLake failed a commit that another writer's overlapped: nothing of it was written
     text = str(error)
     found = _OS_ERROR.search(text)
     if found is not None:

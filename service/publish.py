@@ -36,9 +36,10 @@ class Publisher:
         self._lock = threading.Lock()
 
     def committed(self) -> None:
-        """A commit happened: the copy is out of date."""
-        self.pending = True
-        self._wake.set()
+        """A commit happened: the copy is out of date (a lake has no copy: its readers see commits at once)."""
+        if self.warehouse.publishes:
+            self.pending = True
+            self._wake.set()
 
     def wait_seconds(self) -> float:
         """How long until a pending copy is due (0: now)."""
@@ -58,6 +59,8 @@ class Publisher:
     def publish_now(self) -> bool:
         """Publish whatever is committed; a failure is logged and leaves the copy pending."""
         self.pending = False
+        if not self.warehouse.publishes:
+            return False
         started = time.monotonic()
         try:
             self.warehouse.publish(self.settings.analytics_path)

@@ -15,6 +15,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"STOCKYARD_{name}", default)
 
 
+def _optional_path(name: str) -> Path | None:
+    value = _env(name, "")
+    return Path(value).resolve() if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", "./data")).resolve())
@@ -84,7 +89,28 @@ class Settings:
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO").upper())
     """The least severe log lines written: DEBUG, INFO, WARNING or ERROR."""
 
+    warehouse: str = field(default_factory=lambda: _env("WAREHOUSE", "file").lower())
+    """`file` (one DuckDB file under the data directory, the default) or `ducklake` (a DuckLake: its
+    catalog on PostgreSQL, its data as Parquet under STOCKYARD_LAKE_DATA_PATH; for many machines)."""
+    lake_catalog: str | None = field(default_factory=lambda: _env("LAKE_CATALOG", "") or None)
+    """The DuckLake catalog's PostgreSQL, as a libpq connection string (`host=db1 dbname=lake user=...`);
+    unset, `serve` starts an embedded PostgreSQL under the data directory."""
+    lake_data_path: Path | None = field(default_factory=lambda: _optional_path("LAKE_DATA_PATH"))
+    """Where the lake's Parquet files live (default: `lake` in the data directory): a path that every machine
+    applying jobs sees the same."""
+    lake_snapshot_days: float = field(default_factory=lambda: float(_env("LAKE_SNAPSHOT_DAYS", "7")))
+    """How long the lake keeps old snapshots (time travel reaches back this far); older ones expire."""
+    lake_maintenance_interval_seconds: float = field(
+        default_factory=lambda: float(_env("LAKE_MAINTENANCE_INTERVAL", "600"))
+    )
+    """How often the applier compacts the lake's small files, expires old snapshots and deletes unused files."""
+    staging_path: Path | None = field(default_factory=lambda: _optional_path("STAGING_DIR"))
+    """Where uploads and job files live (default: `staging` in the data directory). Machines whose workers
+    share one Redis share this path."""
+
     def __post_init__(self) -> None:
+        if self.warehouse not in ("file", "ducklake"):
+            raise ValueError(f"STOCKYARD_WAREHOUSE must be file or ducklake, not {self.warehouse!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"STOCKYARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -102,7 +128,26 @@ class Settings:
 
     @property
     def staging_dir(self) -> Path:
-        return self.data_dir / "staging"
+        return self.staging_path or self.data_dir / "staging"
+
+    @property
+    def lake_data_dir(self) -> Path:
+        return self.lake_data_path or self.data_dir / "lake"
+
+    @property
+    def is_lake(self) -> bool:
+        return self.warehouse == "ducklake"
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The embedded PostgreSQL of the lake's catalog (when no STOCKYARD_LAKE_CATALOG is given)."""
+        return self.data_dir / "postgres"
+
+    @property
+    def effective_lake_catalog(self) -> str:
+        from service.embedded_postgres import catalog_url
+
+        return self.lake_catalog or catalog_url(self.postgres_dir)
 
     @property
     def warehouse_path(self) -> Path:

@@ -121,10 +121,11 @@ def _connect(path: Path, config: DuckDBConfig) -> duckdb.DuckDBPyConnection:
     )
 
 
-def _has_schema(con: duckdb.DuckDBPyConnection) -> bool:
+def _has_schema(con: duckdb.DuckDBPyConnection, database: str) -> bool:
     """Every table exists already: skip the DDL."""
     (found,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ?", [list(TABLES)]
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name IN ?",
+        [database, list(TABLES)],
     ).fetchone() or (0,)
     return int(found) == len(TABLES)
 
@@ -164,17 +165,36 @@ class Warehouse:
     def is_held(self) -> bool:
         return self._lock is not None
 
+    publishes = True
+    """The file is copied for analysts after commits (a lake is read live, and has no copy)."""
+
+    @property
+    def where(self) -> str:
+        """What the warehouse is, for log lines and the readiness probe."""
+        return str(self.path)
+
     def _database(self) -> duckdb.DuckDBPyConnection:
         with self._opening:
             if self._lock is None:
                 raise RuntimeError("the warehouse is not held by this process")
             if self._connection is None:
-                connection = _connect(self.path, self._config)
-                if not _has_schema(connection):
-                    connection.execute(SCHEMA)
-                connection.execute(f"BEGIN; {'; '.join(comment_statements())}; COMMIT")
-                self._connection = connection
+                self._connection = self._open()
             return self._connection
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        connection = _connect(self.path, self._config)
+        if not _has_schema(connection, self.path.stem):  # DuckDB names a file's database by its stem
+            connection.execute(SCHEMA)
+        connection.execute(f"BEGIN; {'; '.join(comment_statements())}; COMMIT")
+        return connection
+
+    def _prepare_cursor(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """What every new cursor needs before its first statement (nothing, for the file)."""
+
+    def exclusive(self, tables: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        """Hold off other writers of these tables while a transaction writes them: nothing to do for the
+        file, whose one process commits disjoint changes of its cursors at once."""
+        return contextlib.nullcontext()
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -186,6 +206,7 @@ class Warehouse:
         database = self._database()
         cursor = database.cursor()
         try:
+            self._prepare_cursor(cursor)
             yield cursor
         except duckdb.FatalException:
             self._reopen_later(database)
@@ -362,7 +383,9 @@ def count_changes(
 
 def _column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?", [table]
+        "SELECT column_name, data_type FROM duckdb_columns()"
+        " WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
+        [table],
     ).fetchall()
     return {name: data_type for name, data_type in rows}
 
@@ -384,13 +407,21 @@ def _record_jobs(con: duckdb.DuckDBPyConnection, outcomes: Sequence[tuple[JobRec
             "completed_at": completed_at,
         }
         rows.append([row[name] for name in WAREHOUSE_COLUMNS])
-    con.execute("DELETE FROM import_jobs WHERE job_id IN (SELECT unnest($ids))", {"ids": [r[0] for r in rows]})
+    # a FAILED job's row may be there from a run whose records were not saved (a COMPLETED one is never
+    # merged again): only then is anything deleted, since inserts alone never conflict in a lake
+    failed = {"ids": [record.job_id for record, status, _ in outcomes if status is JobStatus.FAILED]}
+    if failed["ids"] and _any_rows(con, "import_jobs", " WHERE job_id IN (SELECT unnest($ids))", failed):
+        con.execute("DELETE FROM import_jobs WHERE job_id IN (SELECT unnest($ids))", failed)
     columns = [definition.split()[0] for definition in WAREHOUSE_COLUMNS.values()]
     placeholders = "(" + ", ".join("?" for _ in columns) + ")"
     con.execute(
         f"INSERT INTO import_jobs ({', '.join(columns)}) VALUES {', '.join(placeholders for _ in rows)}",
         [value for row in rows for value in row],
     )
+
+
+def _any_rows(con: duckdb.DuckDBPyConnection, relation: str, where: str = "", params: object = None) -> bool:
+    return con.execute(f"SELECT 1 FROM {relation}{where} LIMIT 1", params).fetchone() is not None
 
 
 def _key_match(key: tuple[str, ...]) -> str:
@@ -453,7 +484,8 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
             f" FROM {table.name} t JOIN incoming_rows s ON t.organization_id = $org AND {_key_match(table.key)}",
             {"org": lineage["org"]},
         )
-        con.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT __rid FROM matched_rows)")
+        if _any_rows(con, "matched_rows"):  # a DuckLake transaction that deletes nothing conflicts with nobody
+            con.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT __rid FROM matched_rows)")
         columns = [*table.key, *values]
         inserted = [f"s.{c}" for c in columns] + ["false" for _ in flag] + job_value
         _execute(
@@ -481,11 +513,9 @@ def _replace_lines(
     _register(con, "incoming_rows", headers)
     _register(con, "incoming_lines", lines)
     try:
-        con.execute(
-            f"DELETE FROM {lines_table.name} WHERE organization_id = $org"
-            f" AND {order_key} IN (SELECT {order_key} FROM incoming_rows)",
-            {"org": lineage["org"]},
-        )
+        held = f" WHERE organization_id = $org AND {order_key} IN (SELECT {order_key} FROM incoming_rows)"
+        if _any_rows(con, lines_table.name, held, {"org": lineage["org"]}):
+            con.execute(f"DELETE FROM {lines_table.name}{held}", {"org": lineage["org"]})
         columns = list(lines.columns)
         job_column, job_value = _job_columns(lines)
         inserted = [f"s.{c}" for c in columns] + job_value

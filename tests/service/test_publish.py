@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -109,3 +112,23 @@ def test_a_stale_wal_beside_the_copy_is_removed(settings: Settings, held: Wareho
     assert publisher.publish_if_due()
     assert not wal.exists()
     assert published(settings) == ["A", "B"]
+
+
+LAKE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-lake" / "bin" / "python"
+"""An environment with DuckDB 1.5.5 (the lake's): what an analyst on DuckDB 1.5 opens the copy with."""
+
+
+def test_duckdb_1_5_opens_the_published_copy(api: Any) -> None:
+    if not LAKE_PYTHON.exists():
+        pytest.skip("no DuckDB 1.5 here: `make install-lake` builds .venv-lake, which has it (make test does)")
+    api.run("inventory", [{"skuId": "A", "locationId": "WH1", "quantityOnHand": 3}])
+    script = (
+        "import duckdb, sys; assert duckdb.__version__.startswith('1.5'), duckdb.__version__;"
+        " con = duckdb.connect(sys.argv[1], read_only=True);"
+        " print(con.execute('SELECT sku_id, quantity_on_hand FROM inventory_levels').fetchall())"
+    )
+    done = subprocess.run(
+        [str(LAKE_PYTHON), "-c", script, str(api.settings.analytics_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('A', 3.0)]"

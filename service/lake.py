@@ -1,0 +1,209 @@
+"""The DuckLake warehouse: its catalog on PostgreSQL, its data as Parquet files under a shared path.
+
+The same tables, merge and lineage as the DuckDB file (service/warehouse.py runs the same SQL on it),
+for warehouses that outgrow one machine: appliers on any number of machines write one lake, and
+analysts attach it read-only and see each commit at once, with time travel to any kept snapshot. Each
+data directory has one applier (the flock beside it), as for the file; appliers of several machines
+merge different organizations at once, and writers of one table take turns (service/table_locks.py),
+because DuckLake fails a commit that deletes from a table another transaction wrote meanwhile.
+
+DuckLake and its PostgreSQL scanner load from their wheels (`pip install 'stockyard[lake]'`), never by
+INSTALL over a network; they exist for DuckDB 1.5.5 only, hence the lake's own environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from service.errors import StockyardError
+from service.settings import DuckDBConfig, Settings
+from service.table_locks import TableLocks
+from service.warehouse import SCHEMA, TABLES, Warehouse, _has_schema
+from service.warehouse_comments import comment_statements
+
+if TYPE_CHECKING:
+    from service.applier import Applier
+
+LAKE = "lake"
+"""The name the lake is attached as, in the writers' DuckDB and in the analysts' guide."""
+EXTENSIONS = {"postgres_scanner": "duckdb_extension_postgres_scanner", "ducklake": "duckdb_extension_ducklake"}
+"""Each extension the lake needs, and the wheel's module that carries it."""
+MAINTENANCE_LOCK = "stockyard:lake:maintenance"
+"""Taken (with a TTL) by the applier that maintains the lake this interval: one machine at a time does."""
+QUIET_SECONDS = 2.0
+"""Maintenance waits until no job has been applied for this long (or one interval has gone by waiting)."""
+
+logger = logging.getLogger("stockyard.lake")
+
+
+def extension_path(name: str) -> Path:
+    """The extension file its wheel installed, for this DuckDB version; a clear error when it is missing."""
+    missing = StockyardError(
+        f"the DuckLake warehouse needs the {name} extension for DuckDB {duckdb.__version__}: install the lake"
+        " environment (`pip install 'stockyard[lake]'`, DuckDB 1.5.5 with its ducklake and postgres wheels)"
+    )
+    try:
+        module = importlib.import_module(EXTENSIONS[name])
+    except ImportError:
+        raise missing from None
+    found = Path(module.__file__ or "").parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not found.exists():
+        raise missing
+    return found
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection) -> None:
+    for name in EXTENSIONS:
+        con.execute(f"LOAD '{extension_path(name)}'")
+
+
+def attach_sql(catalog: str, data_path: Path | None = None, *, read_only: bool = False) -> str:
+    """ATTACH of the lake as `lake`: writers give the data path (it is stored in the catalog on the first
+    attach), readers need not."""
+    options = [f"DATA_PATH '{_quoted(str(data_path).rstrip('/') + '/')}'"] if data_path is not None else []
+    if read_only:
+        options.append("READ_ONLY")
+    suffix = f" ({', '.join(options)})" if options else ""
+    return f"ATTACH 'ducklake:postgres:{_quoted(catalog)}' AS {LAKE}{suffix}"
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+class Lake(Warehouse):
+    """The lake, attached in an in-memory DuckDB of this process; a cursor per lane, each its own transaction."""
+
+    publishes = False
+
+    def __init__(
+        self,
+        data_dir: Path,
+        catalog: str,
+        data_path: Path,
+        config: DuckDBConfig | None = None,
+        locks: TableLocks | None = None,
+    ) -> None:
+        super().__init__(data_dir, data_path, config)
+        self.catalog = catalog
+        self.data_path = data_path
+        self.locks = locks
+        self._local = threading.Lock()  # without Redis (one process, tests): turns within this process
+
+    @property
+    def where(self) -> str:
+        return f"the DuckLake with its data in {self.data_path}"
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        connection = duckdb.connect(config={**self._config, "allow_unsigned_extensions": "false"})
+        try:
+            load_extensions(connection)
+            connection.execute(attach_sql(self.catalog, self.data_path))
+            connection.execute(f"USE {LAKE}")
+            with self.exclusive(TABLES):  # the first appliers of a new lake would conflict creating it
+                if not _has_schema(connection, LAKE):
+                    connection.execute(f"BEGIN; {SCHEMA}; COMMIT")
+                statements = comment_statements(_comments(connection))
+                if statements:  # each one is a change of the catalog: only those that differ
+                    connection.execute(f"BEGIN; {'; '.join(statements)}; COMMIT")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _prepare_cursor(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        cursor.execute(f"USE {LAKE}")
+
+    @contextlib.contextmanager
+    def exclusive(self, tables: Sequence[str]) -> Iterator[None]:
+        """Wait for the turn of these tables among every writer of the lake (see service/table_locks.py)."""
+        if self.locks is None:
+            with self._local:
+                yield
+            return
+        with self.locks.held(tables):
+            yield
+
+    def publish(self, analytics_path: Path) -> None:
+        raise RuntimeError("a lake is read live: there is no copy to publish")
+
+    def maintain(self, snapshot_days: float) -> dict[str, int]:
+        """Compact small files, expire snapshots older than `snapshot_days`, delete the files nothing uses.
+
+        Each table is compacted in its turn among the writers (a compaction conflicts with their deletes);
+        returns how many data files the lake had before and after, for the log."""
+        with self.cursor() as con:
+            before = _data_files(con)
+            for table in TABLES:
+                with self.exclusive([table]):
+                    con.execute(f"CALL ducklake_flush_inlined_data('{LAKE}', table_name => '{table}')")
+                    con.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}', '{table}')")
+            older_than = datetime.now(UTC) - timedelta(days=snapshot_days)
+            con.execute(f"CALL ducklake_expire_snapshots('{LAKE}', older_than => ?)", [older_than])
+            con.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)")
+            return {"files_before": before, "files_after": _data_files(con)}
+
+
+def _data_files(con: duckdb.DuckDBPyConnection) -> int:
+    (count,) = con.execute(
+        f"SELECT count(*) FROM __ducklake_metadata_{LAKE}.ducklake_data_file WHERE end_snapshot IS NULL"
+    ).fetchone() or (0,)
+    return int(count)
+
+
+def _comments(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str | None], str | None]:
+    held: dict[tuple[str, str | None], str | None] = {}
+    for table, comment in con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() WHERE database_name = ?", [LAKE]
+    ).fetchall():
+        held[(table, None)] = comment
+    for table, column, comment in con.execute(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE database_name = ?", [LAKE]
+    ).fetchall():
+        held[(table, column)] = comment
+    return held
+
+
+def run_maintenance(applier: Applier, lake: Lake) -> None:
+    """The applier's maintenance thread: once per interval, when the lanes are quiet, maintain the lake,
+    unless another machine's applier is doing it this interval."""
+    settings = applier.settings
+    interval = settings.lake_maintenance_interval_seconds
+    while not applier.stopping.wait(interval):
+        waited = 0.0
+        while time.monotonic() - applier.last_apply < QUIET_SECONDS and waited < interval:
+            if applier.stopping.wait(QUIET_SECONDS):
+                return
+            waited += QUIET_SECONDS
+        try:
+            if not applier.store.redis.set(MAINTENANCE_LOCK, os.getpid(), nx=True, ex=max(1, int(interval * 0.9))):
+                continue
+            started = time.monotonic()
+            files = lake.maintain(settings.lake_snapshot_days)
+            logger.info(
+                "lake maintained in %.1f s: %d data files before, %d after",
+                time.monotonic() - started, files["files_before"], files["files_after"],
+            )  # fmt: skip
+        except Exception:
+            logger.warning("lake maintenance failed; trying again next interval", exc_info=True)
+
+
+def open_warehouse(settings: Settings, locks: TableLocks | None = None) -> Warehouse:
+    """The warehouse the settings choose: the DuckDB file (default) or the lake."""
+    if not settings.is_lake:
+        return Warehouse(settings.data_dir, settings.warehouse_path, settings.duckdb_config())
+    return Lake(
+        settings.data_dir, settings.effective_lake_catalog, settings.lake_data_dir, settings.duckdb_config(), locks
+    )
