@@ -30,6 +30,7 @@ from benchmarks.floor import run_floor
 from benchmarks.generators import KINDS, BatchSpec, write_body
 from benchmarks.measure import rate
 from benchmarks.peers import PeerRun, dlt_available, run_dlt_arrow, run_dlt_dicts, run_per_row
+from benchmarks.sql_peers import DELETE_INSERT, MERGE, run_sql_peer
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 LARGE_SIZE = 10_000_000
@@ -141,12 +142,14 @@ def _run_one(
     breakdown = run_breakdown(spec.kind, body, previous_path.read_bytes(), work / "breakdown")
     _say(f"{label} floor")
     floor = run_floor(spec.kind, body, spec.rows, work / "floor")
-    if floor.polars_seconds is None:
-        notes.append(
-            f"{spec.kind}: Polars could not frame the body (a bad row mixes an object into a text field), "
-            "so its floor is DuckDB's read_json alone"
-        )
+    unframed = [name for name, found in floor.methods.items() if found is None]
+    if unframed:
+        notes.append(f"{spec.kind}: {', '.join(unframed)} could not frame the body, so the floor leaves them out")
     peers = {name: _peer_dict(run) for name, run in sampled.items()}
+    for name in (MERGE, DELETE_INSERT):
+        _say(f"{label} {name}")
+        peer = run_sql_peer(name, spec.kind, body_path, previous_path, spec.rows, work / "sql-peer")
+        peers[name] = {**asdict(peer), "rows_per_second": peer.rows_per_second}
     if options.peers and dlt_available():
         _say(f"{label} dlt fed validated Arrow")
         merged_rows = breakdown.prepared.rows.height
@@ -189,13 +192,7 @@ def _run_one(
         "stages": breakdown_seconds,
         "stages_seconds": sum(breakdown_seconds.values()),
         "stage_rows_per_second": {stage: rate(spec.rows, s) for stage, s in breakdown_seconds.items()},
-        "floor": {
-            **asdict(floor),
-            "seconds": floor.seconds,
-            "method": floor.method,
-            "decode_seconds": floor.decode_seconds,
-            "rows_per_second": rate(spec.rows, floor.seconds),
-        },
+        "floor": {**floor.as_dict(), "rows_per_second": rate(spec.rows, floor.seconds)},
         "peers": peers,
         "end_to_end": end_to_end,
     }

@@ -14,6 +14,8 @@ from benchmarks.peers import dlt_available
 
 TARGETS = {
     "end to end / floor",
+    "end to end / SQL MERGE INTO",
+    "end to end / SQL DELETE+INSERT",
     "end to end / dlt best case",
     "merge stage / dlt best case",
     "end to end / per-row",
@@ -48,6 +50,8 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert set(run["stages"]) == set(STAGES)
     assert all(seconds >= 0 for seconds in run["stages"].values())
     assert run["floor"]["rows_per_second"] > 0
+    assert run["floor"]["method"] in run["floor"]["methods"] and len(run["floor"]["methods"]) == 5
+    assert all(run["peers"][peer]["rows_per_second"] > 0 for peer in ("SQL MERGE INTO", "SQL DELETE+INSERT"))
     end_to_end = run["end_to_end"]
     assert end_to_end["rows"] == 200
     assert 0 < end_to_end["accepted_seconds"] <= end_to_end["completed_seconds"]
@@ -56,10 +60,12 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert all(0 < end_to_end["resting_rss"][role] <= end_to_end["peak_rss"][role] for role in ("api", "worker"))
     memory = [t for t in results["targets"] if t["name"].startswith("peak RSS")]
     assert len(memory) == 2 and all("MB at rest, before any upload" in t["note"] for t in memory)
-    expected_peers = {"per-row", "dlt dicts", "dlt arrow"} if dlt_available() else {"per-row"}
+    sql_peers = {"SQL MERGE INTO", "SQL DELETE+INSERT"}
+    expected_peers = sql_peers | ({"per-row", "dlt dicts", "dlt arrow"} if dlt_available() else {"per-row"})
     assert set(run["peers"]) == expected_peers
     assert run["peers"]["per-row"]["sampled"] is True
-    assert set(run["ratios"]) >= {"end_to_end_vs_floor", "end_to_end_vs_per_row", "accepted_vs_decode"}
+    assert set(run["ratios"]) >= {"end_to_end_vs_floor", "end_to_end_vs_per_row", "accepted_vs_decode",
+                                  "end_to_end_vs_sql_merge", "end_to_end_vs_sql_delete_insert"}  # fmt: skip
     assert results["job_stream"]["jobs"] == 3
     assert results["publish"][0]["warehouse_bytes"] > 0
     fairness = results["concurrency"]["fairness"]

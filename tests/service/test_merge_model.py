@@ -14,6 +14,7 @@ import json
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +125,23 @@ def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Pr
     return read_prepared(files, contract.has_lines), record
 
 
-Opener = Callable[[Path], warehouse.Warehouse]
-"""Opens the warehouse of one example's directory: the DuckDB file, or a lake with a catalog of its own."""
+@dataclass(frozen=True)
+class Backend:
+    """Opens the warehouse of one example's directory: the DuckDB file, or a lake with a catalog of its own;
+    and how many examples to try on it (a lake's transaction costs catalog round trips: fewer)."""
+
+    open: Callable[[Path], warehouse.Warehouse]
+    examples: int
 
 
 @pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.lake)])
-def opener(request: pytest.FixtureRequest) -> Opener:
+def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "file":
-        return lambda directory: warehouse.Warehouse(directory, directory / "warehouse.duckdb")
+        return Backend(lambda directory: warehouse.Warehouse(directory, directory / "warehouse.duckdb"), 20)
     from service.lake import Lake
 
     postgres_dir = request.getfixturevalue("postgres_dir")
-    return lambda directory: Lake(directory, new_catalog(postgres_dir), directory / "lake")
+    return Backend(lambda directory: Lake(directory, new_catalog(postgres_dir), directory / "lake"), 8)
 
 
 def _apply(live: warehouse.Warehouse, directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -150,8 +156,8 @@ def _apply_together(live: warehouse.Warehouse, directory: Path, kind: str, impor
 
 
 @contextlib.contextmanager
-def _held(opener: Opener, directory: Path) -> Iterator[warehouse.Warehouse]:
-    live = opener(directory)
+def _held(backend: Backend, directory: Path) -> Iterator[warehouse.Warehouse]:
+    live = backend.open(directory)
     assert live.try_hold()
     try:
         yield live
@@ -199,16 +205,18 @@ def _compare(directory: Path, model: Model, _read: Any) -> None:
             assert duplicates == [], f"duplicate keys in {spec.name}"
 
 
-EXAMPLES = settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-)
+def _property(backend: Backend, check: Callable[[Backend, list[tuple[str, list[dict[str, Any]]]]], None]) -> None:
+    """Run `check` on as many generated sequences of imports as the backend takes."""
+    examples = settings(
+        max_examples=backend.examples, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )  # fmt: skip
+    examples(given(sequence=imports)(lambda sequence: check(backend, sequence)))()
 
 
-@EXAMPLES
-@given(sequence=imports)
-def test_warehouse_equals_reference_model(opener: Opener, sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
+def _each_import_twice(backend: Backend, sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
     model = Model()
-    with tempfile.TemporaryDirectory() as name, _held(opener, Path(name)) as live:
+    with tempfile.TemporaryDirectory() as name, _held(backend, Path(name)) as live:
         directory = Path(name)
         for kind, rows in sequence:
             _apply(live, directory, kind, rows)
@@ -218,14 +226,9 @@ def test_warehouse_equals_reference_model(opener: Opener, sequence: list[tuple[s
             _assert_matches(live, directory, model)
 
 
-@EXAMPLES
-@given(sequence=imports)
-def test_consecutive_imports_applied_together_equal_the_model(
-    opener: Opener, sequence: list[tuple[str, list[dict[str, Any]]]]
-) -> None:
-    """What the worker does with a queue of small jobs: each run of one kind in one transaction."""
+def _runs_together(backend: Backend, sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
     model = Model()
-    with tempfile.TemporaryDirectory() as name, _held(opener, Path(name)) as live:
+    with tempfile.TemporaryDirectory() as name, _held(backend, Path(name)) as live:
         directory = Path(name)
         for kind, run in itertools.groupby(sequence, key=lambda each: each[0]):
             imports = [rows for _, rows in run]
@@ -233,3 +236,12 @@ def test_consecutive_imports_applied_together_equal_the_model(
             for rows in imports:
                 model.apply(kind, rows)
             _assert_matches(live, directory, model)
+
+
+def test_warehouse_equals_reference_model(backend: Backend) -> None:
+    _property(backend, _each_import_twice)
+
+
+def test_consecutive_imports_applied_together_equal_the_model(backend: Backend) -> None:
+    """What the worker does with a queue of small jobs: each run of one kind in one transaction."""
+    _property(backend, _runs_together)
