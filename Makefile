@@ -50,8 +50,9 @@ lint: install ## ruff only
 typecheck: install ## mypy only
 	$(BIN)/mypy
 
-bench: install ## run the benchmark suite (see benchmarks/README.md)
+bench: install install-lake ## run the benchmark suite, then the lake's against the file (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks
+	$(LAKE_BIN)/python -m benchmarks.lake
 
 lock: ## re-resolve requirements.lock from pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
