@@ -205,3 +205,49 @@ def test_appliers_on_two_machines_write_one_lake_through_random_kill_9_losing_no
         assert appliers == {0, 1}  # each machine had an applier
     finally:
         other.cleanup()
+
+
+def test_maintenance_while_jobs_commit_loses_nothing(tmp_path: Path, lake_catalog: str, redis_connection: Any) -> None:
+    """Compaction runs in the applier's quiet time, but a job may still commit meanwhile: whichever of the
+    two conflicts is tried again, and every job's rows are there once."""
+    from service import warehouse
+    from service.apply import tables_written
+    from service.kinds import KINDS
+    from service.prepare import is_transient
+    from service.table_locks import TableLocks
+    from tests.service.test_merge_model import _prepare
+
+    lake = Lake(tmp_path, lake_catalog, tmp_path / "lake", locks=TableLocks(redis_connection))
+    assert lake.try_hold()
+    tables = KINDS["inventory"].tables
+    done = threading.Event()
+    passes = 0
+
+    def maintain() -> None:
+        nonlocal passes
+        while not done.is_set():
+            lake.maintain(snapshot_days=7)
+            passes += 1
+
+    try:
+        maintainer = threading.Thread(target=maintain)
+        maintainer.start()
+        for n in range(25):
+            rows = [{"skuId": f"S{n}-{i}", "locationId": "WH1", "quantityOnHand": n} for i in range(20)]
+            job = _prepare(tmp_path, "inventory", rows)
+            while True:
+                try:
+                    with lake.cursor() as con, lake.exclusive(tables_written(tables, [job[0]])):
+                        warehouse.apply_jobs(con, tables, [job])
+                    break
+                except Exception as error:
+                    assert is_transient(error), error
+        done.set()
+        maintainer.join(60)
+        assert passes >= 1
+        with lake.cursor() as con:
+            assert con.execute("SELECT count(*), count(DISTINCT sku_id) FROM inventory_levels").fetchone() == (500, 500)
+            assert con.execute("SELECT count(*) FROM import_jobs").fetchone() == (25,)
+    finally:
+        done.set()
+        lake.release()
