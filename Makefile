@@ -42,7 +42,7 @@ test: install install-lake ## run lint, type checks and the whole test suite (th
 	$(BIN)/ruff check contracts transforms service tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not lake"
-	$(LAKE_BIN)/pytest -q -m lake
+	$(LAKE_BIN)/pytest -q -m lake tests/service
 
 lint: install ## ruff only
 	$(BIN)/ruff check contracts transforms service tests benchmarks

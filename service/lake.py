@@ -112,12 +112,13 @@ class Lake(Warehouse):
             load_extensions(connection)
             connection.execute(attach_sql(self.catalog, self.data_path))
             connection.execute(f"USE {LAKE}")
-            with self.exclusive(TABLES):  # the first appliers of a new lake would conflict creating it
-                if not _has_schema(connection, LAKE):
-                    connection.execute(f"BEGIN; {SCHEMA}; COMMIT")
-                statements = comment_statements(_comments(connection))
-                if statements:  # each one is a change of the catalog: only those that differ
-                    connection.execute(f"BEGIN; {'; '.join(statements)}; COMMIT")
+            if not _has_schema(connection, LAKE) or comment_statements(_comments(connection)):
+                with self.exclusive(TABLES):  # the first appliers of a new lake would conflict making it
+                    if not _has_schema(connection, LAKE):
+                        connection.execute(f"BEGIN; {SCHEMA}; COMMIT")
+                    statements = comment_statements(_comments(connection))
+                    if statements:  # each one is a change of the catalog: only those that differ
+                        connection.execute(f"BEGIN; {'; '.join(statements)}; COMMIT")
         except BaseException:
             connection.close()
             raise

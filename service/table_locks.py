@@ -20,8 +20,10 @@ from collections.abc import Iterable, Iterator
 
 import redis
 
-LEASE_SECONDS = 15
-"""A holder or waiter that stops renewing its key (its process died) is passed over after this long."""
+LEASE_SECONDS = 5
+"""A holder or waiter that stops renewing its key (its process died) is passed over after this long; the
+key is renewed every fifth of it. A live holder that misses its renewals only risks a DuckLake conflict,
+which is retried."""
 POLL_SECONDS = 0.005
 """How often a waiter looks whether its turn has come."""
 _PREFIX = "stockyard:lake:table"
