@@ -307,13 +307,22 @@ def holders_of(path: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not _alive(int(entry.name)):
             continue
-        try:
-            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if target in links:
+        if target in _open_files(entry):
             found.append(int(entry.name))
     return found
+
+
+def _open_files(process: Path) -> set[str]:
+    """What a process's descriptors point at; one closed while we look is skipped, not the whole process."""
+    links: set[str] = set()
+    try:
+        descriptors = list((process / "fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return links
+    for descriptor in descriptors:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            links.add(os.readlink(descriptor))
+    return links
 
 
 @contextlib.contextmanager
