@@ -221,9 +221,11 @@ async def _stage_and_accept(
         if accepted_record.job_id != job_id:  # the same request raced in first: its job is the answer
             _forget(services, files)
             return _replayed(accepted_record)
-        services.queues.enqueue_prepare(record)
-        metrics.count(services.jobs.redis, "stockyard_jobs_accepted", contract.kind)
-        metrics.count(services.jobs.redis, "stockyard_bytes_received", contract.kind, by=float(received))
+        with services.jobs.redis.pipeline(transaction=False) as pipe:  # one round trip, on the event loop
+            services.queues.enqueue_prepare(record, pipeline=pipe)
+            metrics.count(pipe, "stockyard_jobs_accepted", contract.kind)
+            metrics.count(pipe, "stockyard_bytes_received", contract.kind, by=float(received))
+            pipe.execute()
         logs.job_stage(
             logger, "accepted", record, "queued", failed_rows=None, bytes=received, format=upload_format.value
         )

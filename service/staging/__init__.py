@@ -56,6 +56,10 @@ class StagedUpload:
     unknown_fields: list[UnknownField]
 
 
+UNORDERED_FROM_BYTES = 16 << 20
+"""A JSON body this large is staged without keeping insertion order, for the memory (sql.staging_database);
+a smaller one gains nothing from it, and keeping order saves checking the order after (_ensure_row_order)."""
+
 _STAGERS = {
     UploadFormat.JSON: stage_json,
     UploadFormat.NDJSON: stage_ndjson,
@@ -91,12 +95,11 @@ def stage_body(
     upload_format: UploadFormat = UploadFormat.JSON,
 ) -> StagedUpload:
     """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable."""
-    if upload_format is UploadFormat.JSON:
-        isolate_array(body_path, contract.array_key)
+    size = isolate_array(body_path, contract.array_key) if upload_format is UploadFormat.JSON else 0
     rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
     lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
     # JSON rows of a kind with lines are read twice (rows, then lines), and both must stay in order
-    ordered = upload_format is not UploadFormat.JSON or contract.has_lines
+    ordered = upload_format is not UploadFormat.JSON or contract.has_lines or size < UNORDERED_FROM_BYTES
     try:
         with staging_database(ordered=ordered) as con:
             row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)

@@ -68,18 +68,22 @@ def unknown_keys(
         return []
     shape = "array" if upload_format is UploadFormat.JSON else "newline_delimited"
     largest = max(body_path.stat().st_size, 1 << 20)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE key_sample AS SELECT row_number() OVER () AS rowid, json FROM"
+    # one statement: a small job's staging is a handful of statements, each with its fixed cost
+    sample = (
+        "SELECT row_number() OVER () AS rowid, json FROM"
         f" (SELECT json FROM read_json_objects({literal(str(body_path))}, format={literal(shape)},"
         f" ignore_errors=true, maximum_object_size={largest}) LIMIT {looked_at}) WHERE json_type(json) = 'OBJECT'"
     )
-    keys = "SELECT rowid, unnest(json_keys(json)) AS key FROM key_sample"
+    keys = "SELECT rowid, unnest(json_keys(json)) AS key FROM sample"
     if contract.has_lines:
-        lines = "SELECT rowid, unnest(json_extract(json, '$.lines[*]')) AS line FROM key_sample"
+        lines = "SELECT rowid, unnest(json_extract(json, '$.lines[*]')) AS line FROM sample"
         keys += (
             " UNION ALL SELECT rowid, 'lines[].' || unnest(json_keys(line)) AS key"
             f" FROM ({lines}) WHERE json_type(line) = 'OBJECT'"
         )
-    counted = con.execute(f"SELECT key, count(DISTINCT rowid) FROM ({keys}) GROUP BY key ORDER BY key").fetchall()
+    counted = con.execute(
+        f"WITH sample AS MATERIALIZED ({sample})"
+        f" SELECT key, count(DISTINCT rowid) FROM ({keys}) GROUP BY key ORDER BY key"
+    ).fetchall()
     known = _known(contract) | {f"lines[].{name}" for name in _known(contract)}
     return [UnknownField(key, int(rows), looked_at) for key, rows in counted if key not in known]

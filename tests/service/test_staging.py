@@ -19,6 +19,7 @@ def test_a_large_json_body_is_staged_in_row_order(tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     with open(body, "wb") as handle:
         write_body(BatchSpec("inventory", 300_000, bad_share=0.01), handle)
+    assert body.stat().st_size >= staging.UNORDERED_FROM_BYTES  # staged without keeping insertion order
     staged = staging.stage_body(KINDS["inventory"].contract, body, tmp_path / "rows.parquet", None)
     assert staged.row_count == 300_000
     rows = pq.read_table(staged.rows_path, columns=[ROW]).column(0).to_pylist()
