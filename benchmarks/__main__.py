@@ -50,6 +50,13 @@ def _kinds(text: str) -> tuple[str, ...]:
     show_default=True,
     help="Small jobs per organization (ten of them) in the scaling run.",
 )
+@click.option(
+    "--large-warehouse-rows",
+    type=click.IntRange(0),
+    default=Options.large_warehouse_rows,
+    show_default=True,
+    help="Inventory rows in the warehouse before the last run's small jobs of ten organizations (0: no run).",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR, show_default=True)
 @click.option("--seed", type=int, default=Options.seed, show_default=True)
 @click.option("--bad-share", type=click.FloatRange(0, 1), default=Options.bad_share, show_default=True)
@@ -75,6 +82,7 @@ def main(
     fairness_rows: int,
     scaling_workers: str,
     scaling_jobs: int,
+    large_warehouse_rows: int,
     out: Path,
     seed: int,
     bad_share: float,
@@ -103,6 +111,7 @@ def main(
         fairness_rows=10_000_000 if large and fairness_rows == Options.fairness_rows else fairness_rows,
         scaling_workers=_numbers(scaling_workers),
         scaling_jobs=scaling_jobs,
+        large_warehouse_rows=large_warehouse_rows,
     )
     if tiny:
         options = replace(
@@ -115,6 +124,8 @@ def main(
             fairness_rows=2_000,
             scaling_workers=(1, 2),
             scaling_jobs=1,
+            large_warehouse_rows=1_000,
+            large_warehouse_jobs=1,
         )
     results = run_suite(options)
     paths = write_outputs(results, out)

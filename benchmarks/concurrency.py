@@ -5,23 +5,29 @@
   sees it COMPLETED (polled every 20 ms). Reported as p50 / p95 / max, with the large job's own time.
 - Scaling: ten organizations, each a client posting 1,000-row jobs back to back, against services with
   1, 2 and 4 workers; jobs/s from the first POST until the last job is COMPLETED.
+- Into a large warehouse: the same ten clients against the default service whose warehouse already holds
+  millions of inventory rows (a tenth per organization, written in one block each, as bulk imports are
+  before the service starts), so that every merge joins against a large table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.end_to_end import POLL_SECONDS, RunningService, ServiceError, running_service
 from benchmarks.generators import BatchSpec, generate_body, write_body
+from service import warehouse
 from service.auth import KeyStore, Scope
+from service.settings import Settings
 
 SMALL_ROWS = 1_000
 FAIRNESS_ORGANIZATIONS = 5
@@ -74,6 +80,8 @@ class Scaling:
     jobs: int
     rows_per_job: int
     seconds: float
+    warehouse_rows: int = 0
+    """Rows in the inventory table before the first job."""
 
     @property
     def jobs_per_second(self) -> float:
@@ -87,6 +95,7 @@ class Scaling:
             "rows_per_job": self.rows_per_job,
             "seconds": self.seconds,
             "jobs_per_second": self.jobs_per_second,
+            "warehouse_rows": self.warehouse_rows,
         }
 
 
@@ -181,11 +190,16 @@ def run_fairness(work: Path, large_rows: int, seed: int = 7) -> Fairness:
         )
 
 
-def run_scaling(work: Path, workers: int, jobs_per_organization: int, seed: int = 7) -> Scaling:
-    """Ten organizations posting small jobs back to back, against `workers` workers."""
+def run_scaling(
+    work: Path, workers: int | None, jobs_per_organization: int, seed: int = 7, warehouse_rows: int = 0
+) -> Scaling:
+    """Ten organizations posting small jobs back to back, against `workers` workers (None: the default),
+    into a warehouse that holds `warehouse_rows` inventory rows before the first."""
     bodies = [generate_body(BatchSpec("inventory", SMALL_ROWS, seed + 100 + n, bad_share=0.0)) for n in range(20)]
     organizations = [f"org-{n}" for n in range(SCALING_ORGANIZATIONS)]
-    with _service(work / f"scaling-{workers}", workers=workers) as service:
+    name = f"scaling-{workers or 'default'}" + (f"-{warehouse_rows}" if warehouse_rows else "")
+    preload = functools.partial(preload_inventory, rows=warehouse_rows, organizations=organizations)
+    with _service(work / name, workers=workers, before_start=preload if warehouse_rows else None) as service:
         keys = _keys(service, organizations)
         for organization in organizations:  # warm up: every organization's first job, untimed
             _wait(service, keys[organization], [_post(service, keys[organization], "inventory", bodies[0])])
@@ -204,7 +218,29 @@ def run_scaling(work: Path, workers: int, jobs_per_organization: int, seed: int 
         for organization, job_ids in accepted.items():
             _wait(service, keys[organization], job_ids)
         seconds = time.perf_counter() - started
-    return Scaling(workers, SCALING_ORGANIZATIONS, SCALING_ORGANIZATIONS * jobs_per_organization, SMALL_ROWS, seconds)
+    jobs = SCALING_ORGANIZATIONS * jobs_per_organization
+    return Scaling(service.settings.workers, SCALING_ORGANIZATIONS, jobs, SMALL_ROWS, seconds, warehouse_rows)
+
+
+def preload_inventory(data_dir: Path, rows: int, organizations: list[str]) -> None:
+    """Write `rows` inventory rows into the warehouse of `data_dir`, a block per organization, before the
+    service holds it (its own schema, so the service opens it as its own)."""
+    settings = Settings(data_dir=data_dir.resolve())
+    live = warehouse.Warehouse(settings.data_dir, settings.warehouse_path, settings.duckdb_config())
+    if not live.try_hold():
+        raise ServiceError(f"the warehouse of {data_dir} is held by another process")
+    per_organization = rows // len(organizations)
+    try:
+        with live.cursor() as con:
+            for organization in organizations:
+                con.execute(
+                    "INSERT INTO inventory_levels SELECT $org, 'PRE-' || (i // 8), 'LOC-' || (i % 8), i % 100,"
+                    " 0, 0, i % 100, now(), now(), 'preload' FROM range($rows) t(i)",
+                    {"org": organization, "rows": per_organization},
+                )
+            con.execute("CHECKPOINT")
+    finally:
+        live.release()
 
 
 def _wait(service: RunningService, key: str, job_ids: list[str]) -> None:
@@ -217,9 +253,13 @@ def _wait(service: RunningService, key: str, job_ids: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def _service(directory: Path, workers: int | None = None) -> Iterator[RunningService]:
-    with (
-        tempfile.TemporaryDirectory(prefix="stockyard-concurrency-") as short,  # a short unix socket path
-        running_service(Path(short) / directory.name, workers=workers) as service,
-    ):
-        yield service
+def _service(
+    directory: Path, workers: int | None = None, before_start: Callable[[Path], None] | None = None
+) -> Iterator[RunningService]:
+    with tempfile.TemporaryDirectory(prefix="stockyard-concurrency-") as short:  # a short unix socket path
+        data_dir = Path(short) / directory.name
+        if before_start is not None:
+            data_dir.mkdir(parents=True)
+            before_start(data_dir)
+        with running_service(data_dir, workers=workers) as service:
+            yield service

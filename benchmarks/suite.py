@@ -57,6 +57,10 @@ class Options:
     scaling_workers: tuple[int, ...] = (1, 2, 4)
     scaling_jobs: int = 10
     """1,000-row jobs each of the ten organizations posts in the scaling run."""
+    large_warehouse_rows: int = 10_000_000
+    """Inventory rows in the warehouse before the ten organizations' small jobs of the last run (0: no run)."""
+    large_warehouse_jobs: int = 20
+    """Small jobs each of the ten organizations posts into that warehouse."""
     work_dir: Path | None = None
     """Where bodies, staging and scratch warehouses go (a temporary directory inside it, removed after)."""
 
@@ -201,14 +205,20 @@ def _run_one(
 
 
 def _concurrency(options: Options, work: Path) -> dict[str, Any]:
-    """Fairness while a large job runs, and small jobs of ten organizations against 1, 2, 4 workers."""
+    """Fairness while a large job runs, small jobs of ten organizations against 1, 2, 4 workers, and into a
+    large warehouse."""
     _say(f"[concurrency] fairness: {options.fairness_rows:,}-row job, small jobs of five organizations")
     fairness = run_fairness(work, options.fairness_rows, options.seed)
     scaling = []
     for workers in options.scaling_workers:
         _say(f"[concurrency] {options.scaling_jobs * 10} small jobs of ten organizations, {workers} worker(s)")
         scaling.append(run_scaling(work, workers, options.scaling_jobs, options.seed).as_dict())
-    return {"fairness": fairness.as_dict(), "scaling": scaling}
+    found: dict[str, Any] = {"fairness": fairness.as_dict(), "scaling": scaling}
+    if options.large_warehouse_rows:
+        rows, jobs = options.large_warehouse_rows, options.large_warehouse_jobs
+        _say(f"[concurrency] {jobs * 10} small jobs of ten organizations into a {rows:,}-row warehouse")
+        found["large_warehouse"] = run_scaling(work, None, jobs, options.seed, warehouse_rows=rows).as_dict()
+    return found
 
 
 def run_suite(options: Options) -> report.Results:

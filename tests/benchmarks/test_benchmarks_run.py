@@ -10,7 +10,10 @@ from click.testing import CliRunner
 
 from benchmarks.__main__ import main
 from benchmarks.breakdown import STAGES
+from benchmarks.concurrency import preload_inventory
 from benchmarks.peers import dlt_available
+from service import warehouse
+from service.settings import Settings
 
 TARGETS = {
     "end to end / floor",
@@ -72,6 +75,25 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert fairness["small_jobs"] >= 20 and 0 < fairness["p50_seconds"] <= fairness["p95_seconds"]
     assert [run["workers"] for run in results["concurrency"]["scaling"]] == [1, 2]
     assert all(run["jobs"] == 10 and run["jobs_per_second"] > 0 for run in results["concurrency"]["scaling"])
+    large = results["concurrency"]["large_warehouse"]
+    assert (large["warehouse_rows"], large["jobs"], large["workers"]) == (1_000, 10, 2)
+    assert "Into a large warehouse" in (out / "latest.md").read_text()
     assert "## Many organizations at once" in (out / "latest.md").read_text()
     assert {target["name"] for target in results["targets"]} == TARGETS
     assert all(target["met"] in (True, False, None) for target in results["targets"])
+
+
+def test_preloaded_rows_are_in_the_warehouse_the_service_opens(tmp_path: Path) -> None:
+    preload_inventory(tmp_path, 1_000, ["org-0", "org-1"])
+    settings = Settings(data_dir=tmp_path)
+    live = warehouse.Warehouse(settings.data_dir, settings.warehouse_path, settings.duckdb_config())
+    assert live.try_hold()  # let go by the preload
+    try:
+        with live.cursor() as con:
+            counted = con.execute(
+                "SELECT organization_id, count(*), count(DISTINCT (sku_id, location_id)) FROM inventory_levels"
+                " GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+    finally:
+        live.release()
+    assert counted == [("org-0", 500, 500), ("org-1", 500, 500)]
