@@ -31,6 +31,7 @@ from benchmarks.generators import KINDS, BatchSpec, write_body
 from benchmarks.measure import rate
 from benchmarks.peers import PeerRun, dlt_available, run_dlt_arrow, run_dlt_dicts, run_per_row
 from benchmarks.sql_peers import DELETE_INSERT, MERGE, run_sql_peer
+from service.settings import get_settings
 
 DEFAULT_SIZES = (100_000, 1_000_000)
 LARGE_SIZE = 10_000_000
@@ -221,6 +222,24 @@ def _concurrency(options: Options, work: Path) -> dict[str, Any]:
     return found
 
 
+@contextlib.contextmanager
+def _in_process_data_dir(directory: Path) -> Iterator[None]:
+    """The data directory of the stages run in this process: where DuckDB spills a large body (the
+    service's own directory is `running_service`'s; its environment leaves STOCKYARD_* out)."""
+    directory.mkdir(parents=True)
+    before = os.environ.get("STOCKYARD_DATA_DIR")
+    os.environ["STOCKYARD_DATA_DIR"] = str(directory)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("STOCKYARD_DATA_DIR", None)
+        else:
+            os.environ["STOCKYARD_DATA_DIR"] = before
+        get_settings.cache_clear()
+
+
 def run_suite(options: Options) -> report.Results:
     """Run every benchmark the options ask for and return the results (see report.py for the outputs)."""
     unknown = set(options.kinds) - set(KINDS)
@@ -257,7 +276,10 @@ def run_suite(options: Options) -> report.Results:
     job_stream: dict[str, Any] | None = None
     started = time.perf_counter()
     (options.work_dir or Path(tempfile.gettempdir())).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="stockyard-bench-", dir=options.work_dir) as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="stockyard-bench-", dir=options.work_dir) as scratch,
+        _in_process_data_dir(Path(scratch) / "in-process"),
+    ):
         work = Path(scratch)
         for kind in options.kinds:
             largest = BatchSpec(kind, sizes[-1], options.seed, options.bad_share, options.existing_share)
