@@ -59,6 +59,10 @@ class TableLocks:
             for table, member in reversed(taken):
                 self._release(table, member)
 
+    def queued(self, table: str) -> int:
+        """How many turns of the table are taken: its holder's and those waiting."""
+        return int(self.redis.zcard(f"{_PREFIX}:{table}:queue"))
+
     def _acquire(self, table: str) -> tuple[str, str]:
         member = f"{os.getpid()}-{secrets.token_hex(6)}"
         with self._guard:

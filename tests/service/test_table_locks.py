@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import redis
 
@@ -40,8 +39,8 @@ def test_waiters_get_their_turn_in_the_order_they_asked(redis_connection: redis.
     wait_for(lambda: order == [0], 5, "the first writer's turn")
     for index in range(1, 5):
         threads.append(threading.Thread(target=writer, args=(index,)))
-        threads[-1].start()
-        time.sleep(0.05)  # each asks after the one before
+        threads[-1].start()  # each asks once the one before is waiting
+        wait_for(lambda n=index + 1: locks.queued("inventory_levels") == n, 5, f"writer {index} to wait")
     assert order == [0]  # all of them wait while the first holds the tables
     first.set()
     for thread in threads:
@@ -69,6 +68,7 @@ def test_a_holder_killed_with_sigkill_is_passed_over_once_its_lease_runs_out(
         assert not taken.wait(2.5)  # the live holder keeps renewing its lease: its turn lasts
         os.kill(holder.pid, signal.SIGKILL)
         assert taken.wait(5)  # two seconds of lease after the kill, and the next one's turn comes
+        waiter.join(5)  # its release, before the fixture's Redis goes away
     finally:
         holder.kill()
         holder.wait(10)
