@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 LAKE_VENV := .venv-lake
 LAKE_BIN := $(LAKE_VENV)/bin
 LAKE_STAMP := $(LAKE_VENV)/.installed
+# moto's S3 server for the tests of a lake on S3: its botocore cannot share an environment with rq
+S3_VENV := .venv-s3
+S3_STAMP := $(S3_VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-lake run run-lake test lint typecheck check bench lock clean
@@ -30,7 +33,12 @@ $(LAKE_STAMP): requirements-lake.lock pyproject.toml
 	$(LAKE_BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(LAKE_STAMP)
 
-install-lake: $(LAKE_STAMP) ## build .venv-lake (DuckDB 1.5.5 with DuckLake) from its lock file
+$(S3_STAMP): requirements-s3.lock
+	test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-s3.lock
+	touch $(S3_STAMP)
+
+install-lake: $(LAKE_STAMP) $(S3_STAMP) ## build .venv-lake (DuckDB 1.5.5 with DuckLake) and .venv-s3 (a local S3 for its tests)
 
 run: install ## run the API, two workers and an embedded Redis on http://127.0.0.1:8000
 	$(BIN)/stockyard serve
@@ -62,6 +70,7 @@ lock: ## re-resolve requirements.lock from pyproject.toml
 	grep -E '^[a-z0-9_.-]+==' requirements.lock | sed 's/ .*//' | grep -v '^duckdb==' > $(VENV)/lake-constraints.txt
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra lake --generate-hashes --python-version 3.11 \
 		--no-header -c $(VENV)/lake-constraints.txt -o requirements-lake.lock
+	$(BIN)/uv pip compile requirements-s3.in --generate-hashes --python-version 3.11 --no-header -o requirements-s3.lock
 
 clean: ## remove the virtualenv and local data
-	rm -rf $(VENV) $(LAKE_VENV) data
+	rm -rf $(VENV) $(LAKE_VENV) $(S3_VENV) data

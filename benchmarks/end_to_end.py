@@ -310,7 +310,8 @@ def warehouse_bytes(settings: Settings) -> int:
     """The warehouse on disk: the file, or the lake's data files (its catalog is PostgreSQL's)."""
     if not settings.is_lake:
         return settings.warehouse_path.stat().st_size
-    return sum(path.stat().st_size for path in settings.lake_data_dir.rglob("*") if path.is_file())
+    files = Path(settings.lake_data_location).rglob("*")
+    return sum(path.stat().st_size for path in files if path.is_file())
 
 
 def _span(status: dict[str, Any], start: str, end: str) -> float | None:

@@ -172,7 +172,7 @@ def writers(count: int, jobs_per_organization: int) -> dict[str, Any]:
                 "REDIS_URL": settings.effective_redis_url,
                 "STOCKYARD_DATA_DIR": str(other),
                 "STOCKYARD_LAKE_CATALOG": catalog_url(settings.postgres_dir),
-                "STOCKYARD_LAKE_DATA_PATH": str(settings.lake_data_dir),
+                "STOCKYARD_LAKE_DATA_PATH": settings.lake_data_location,
                 "STOCKYARD_STAGING_DIR": str(settings.staging_dir),
             }
             other.mkdir(parents=True)

@@ -98,7 +98,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
         from service.lake import attach_sql
 
         where = "embedded PostgreSQL" if postgres_server is not None else logs.redacted(settings.effective_lake_catalog)
-        click.echo(f"Warehouse       DuckLake: catalog on {where}, data in {settings.lake_data_dir}")
+        click.echo(f"Warehouse       DuckLake: catalog on {where}, data in {settings.lake_data_location}")
         attach = attach_sql(logs.redacted(settings.effective_lake_catalog), read_only=True)
         click.echo(f"Analysts        {attach}  (each job visible at once; docs/analysts.md)")
     else:

@@ -1,9 +1,10 @@
 """What a load balancer and Prometheus ask: is the process alive, can the service take work, and its metrics.
 
 `GET /health` answers 200 while the process runs. `GET /ready` checks every part a job needs: Redis
-answers, the staging area takes a file, a worker's heartbeat is recent, and an applier holds the
-warehouse; 503 naming the parts that fail. `GET /metrics` is Prometheus' text format, counted across
-every process (service/metrics.py). None needs a key: they say nothing about any organization's data.
+answers, the staging area takes a file, a worker's heartbeat is recent, an applier holds the
+warehouse, and (for a lake) its catalog's PostgreSQL answers; 503 naming the parts that fail.
+`GET /metrics` is Prometheus' text format, counted across every process (service/metrics.py). None
+needs a key: they say nothing about any organization's data.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def _checks(request: Request[Any, Any, Any]) -> dict[str, str]:
         found["staging"] = "ok"
     except OSError as error:
         found["staging"] = f"not writable: {error.strerror}"
+    if services.settings.is_lake:
+        from service.lake import catalog_problem
+
+        problem = catalog_problem(services.settings.effective_lake_catalog)
+        found["catalog"] = "ok" if problem is None else f"unreachable: {problem}"
     if found["redis"] != "ok":
         found["workers"] = found["applier"] = "unknown: Redis is unreachable"
         return found

@@ -20,6 +20,39 @@ def _optional_path(name: str) -> Path | None:
     return Path(value).resolve() if value else None
 
 
+OBJECT_STORE_SCHEMES = ("s3://",)
+"""Data paths on an object store rather than a file system: S3, or any store that speaks its API."""
+
+
+def _optional_location(name: str) -> str | None:
+    """A path (made absolute) or an object store's URL, as given."""
+    value = _env(name, "")
+    if not value or value.startswith(OBJECT_STORE_SCHEMES):
+        return value or None
+    if "://" in value:
+        raise ValueError(f"STOCKYARD_{name} must be a path or an s3:// URL, not {value!r}")
+    return str(Path(value).resolve())
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """How the lake reaches an S3 data path: AWS's own environment variables, which operators already set
+    for their other tools. An endpoint names an S3-compatible store (MinIO, R2, a local test server)."""
+
+    key_id: str = field(default_factory=lambda: os.environ.get("AWS_ACCESS_KEY_ID", ""))
+    secret: str = field(default_factory=lambda: os.environ.get("AWS_SECRET_ACCESS_KEY", ""), repr=False)
+    session_token: str = field(default_factory=lambda: os.environ.get("AWS_SESSION_TOKEN", ""), repr=False)
+    region: str = field(
+        default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    )
+    endpoint: str = field(
+        default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    )
+    """`http(s)://host:port` of an S3-compatible store; empty for AWS itself."""
+    url_style: str = field(default_factory=lambda: _env("LAKE_S3_URL_STYLE", ""))
+    """`path` or `vhost`; by default `path` with an endpoint (most compatible stores want it), else `vhost`."""
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", "./data")).resolve())
@@ -95,9 +128,11 @@ class Settings:
     lake_catalog: str | None = field(default_factory=lambda: _env("LAKE_CATALOG", "") or None)
     """The DuckLake catalog's PostgreSQL, as a libpq connection string (`host=db1 dbname=lake user=...`);
     unset, `serve` starts an embedded PostgreSQL under the data directory."""
-    lake_data_path: Path | None = field(default_factory=lambda: _optional_path("LAKE_DATA_PATH"))
+    lake_data_path: str | None = field(default_factory=lambda: _optional_location("LAKE_DATA_PATH"))
     """Where the lake's Parquet files live (default: `lake` in the data directory): a path that every machine
-    applying jobs sees the same."""
+    applying jobs sees the same, or an S3 URL (`s3://bucket/prefix/`, credentials from AWS_*)."""
+    lake_s3: S3Access = field(default_factory=S3Access)
+    """The credentials and endpoint of an S3 data path."""
     lake_snapshot_days: float = field(default_factory=lambda: float(_env("LAKE_SNAPSHOT_DAYS", "7")))
     """How long the lake keeps old snapshots (time travel reaches back this far); older ones expire."""
     lake_maintenance_interval_seconds: float = field(
@@ -131,8 +166,9 @@ class Settings:
         return self.staging_path or self.data_dir / "staging"
 
     @property
-    def lake_data_dir(self) -> Path:
-        return self.lake_data_path or self.data_dir / "lake"
+    def lake_data_location(self) -> str:
+        """The lake's data path: a directory, or an object store's URL."""
+        return self.lake_data_path or str(self.data_dir / "lake")
 
     @property
     def is_lake(self) -> bool:

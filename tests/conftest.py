@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,67 @@ def postgres_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def lake_catalog(postgres_dir: Path) -> str:
     """A catalog of its own for one test: a new database on the session's PostgreSQL."""
     return new_catalog(postgres_dir)
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+MOTO_SERVER = REPOSITORY / ".venv-s3" / "bin" / "moto_server"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3 API on 127.0.0.1 (moto's server, from .venv-s3), and how to reach it as AWS's tools do."""
+
+    endpoint: str
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": "stockyard-test",
+            "AWS_SECRET_ACCESS_KEY": "stockyard-test-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
+
+    def create_bucket(self) -> str:
+        import secrets
+
+        import httpx
+
+        name = f"lake-{secrets.token_hex(4)}"
+        httpx.put(f"{self.endpoint}/{name}").raise_for_status()
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server for the session; the tests that need it skip, saying why, where it is not installed."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    if not MOTO_SERVER.exists():
+        pytest.skip(f"no local S3 server: {MOTO_SERVER} is missing (`make install-lake` builds .venv-s3)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    server = S3Server(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(server.endpoint, timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
+            time.sleep(0.1)
+    yield server
+    process.terminate()
+    process.wait(timeout=10)
 
 
 def new_catalog(postgres_dir: Path) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pytest
 
 from service.lake import LAKE, Lake, attach_sql, load_extensions
@@ -83,6 +84,16 @@ def test_a_killed_catalog_server_is_restarted_and_no_job_is_lost(stockyard: Stoc
     assert held == expected
     applied = con.execute(f"SELECT count(*), count(DISTINCT job_id) FROM {LAKE}.import_jobs").fetchone()
     assert applied == (6, 6)
+
+
+def test_ready_names_an_unreachable_catalog_without_its_password(stockyard: Stockyard, tmp_path: Path) -> None:
+    catalog = f"host={tmp_path / 'no-server-here'} port=5432 user=stockyard password=hunter2 dbname=lake"
+    stockyard.api(env=stockyard.environment(STOCKYARD_WAREHOUSE="ducklake", STOCKYARD_LAKE_CATALOG=catalog))
+    response = httpx.get(f"{stockyard.url}/ready", timeout=30)
+    assert response.status_code == 503
+    problem = response.json()["checks"]["catalog"]
+    assert problem.startswith("unreachable:") and "no-server-here" in problem, problem
+    assert "hunter2" not in response.text
 
 
 def _is_postmaster(pid: int, data_dir: Path) -> bool:
