@@ -95,12 +95,14 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, workers: in
     click.echo(f"Data directory  {settings.data_dir}")
     click.echo(f"Workers         {settings.workers} (each prepares jobs; one applies them)")
     if settings.is_lake:
-        from service.lake import attach_sql
+        from service.lake import attach_sql, is_object_store
 
         where = "embedded PostgreSQL" if postgres_server is not None else logs.redacted(settings.effective_lake_catalog)
         click.echo(f"Warehouse       DuckLake: catalog on {where}, data in {settings.lake_data_location}")
         attach = attach_sql(logs.redacted(settings.effective_lake_catalog), read_only=True)
         click.echo(f"Analysts        {attach}  (each job visible at once; docs/analysts.md)")
+        if is_object_store(settings.lake_data_location):
+            click.echo("                after loading httpfs and creating an S3 secret (docs/analysts.md)")
     else:
         click.echo(f"Analysts' copy  {settings.analytics_path}  (open it read-only with DuckDB)")
     _print_dev_key(settings.data_dir)

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.auth import KeyStore, Scope
 from service.embedded_redis import start_redis
-from service.settings import Settings, get_settings
+from service.settings import S3Access, Settings, get_settings
 from service.worker import drain
 
 BOTH = [Scope.IMPORT_WRITE, Scope.IMPORT_READ]
@@ -145,6 +145,14 @@ class S3Server:
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": self.endpoint,
         }
+
+    @property
+    def access(self) -> S3Access:
+        """What the service makes of that environment."""
+        values = self.environment
+        return S3Access(
+            values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"], "", values["AWS_REGION"], self.endpoint, ""
+        )
 
     def create_bucket(self) -> str:
         import secrets

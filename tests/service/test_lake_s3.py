@@ -28,12 +28,6 @@ from tests.service.test_lake import levels
 pytestmark = [pytest.mark.lake, pytest.mark.slow]
 
 
-def _s3_access(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Access:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
-    return S3Access()
-
-
 def analyst(catalog: str, s3: S3Access) -> duckdb.DuckDBPyConnection:
     """An analyst's DuckDB, as docs/analysts.md says: httpfs and an S3 secret, then the lake read-only."""
     con = duckdb.connect()
@@ -46,13 +40,11 @@ def _objects(con: duckdb.DuckDBPyConnection, data_path: str) -> set[str]:
     return {row[0] for row in con.execute("SELECT file FROM glob(?)", [f"{data_path}**/*.parquet"]).fetchall()}
 
 
-def test_serve_writes_a_lake_on_s3_that_analysts_read_live(
-    stockyard: Stockyard, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s3 = _s3_access(s3_server, monkeypatch)
+def test_serve_writes_a_lake_on_s3_that_analysts_read_live(stockyard: Stockyard, s3_server: S3Server) -> None:
+    s3 = s3_server.access
     data_path = f"s3://{s3_server.create_bucket()}/warehouse/"
     serve = stockyard.serve(STOCKYARD_WAREHOUSE="ducklake", STOCKYARD_LAKE_DATA_PATH=data_path, **s3_server.environment)
-    assert f"data in {data_path}" in serve.output()
+    assert f"data in {data_path}" in serve.output() and "creating an S3 secret" in serve.output()
     first = stockyard.accept("inventory", levels(100, 5))
     assert stockyard.wait_finished([first])[0]["status"] == "COMPLETED", serve.output()
     catalog = f"host={stockyard.data_dir / 'postgres'} port=5432 user=postgres dbname=stockyard"
@@ -97,13 +89,13 @@ WRITER = textwrap.dedent(
 
 
 def test_a_writer_killed_before_its_commit_leaves_orphans_that_maintenance_deletes_once_old(
-    tmp_path: Path, lake_catalog: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, lake_catalog: str, s3_server: S3Server
 ) -> None:
     from service import warehouse
     from service.kinds import KINDS
     from tests.service.test_merge_model import _prepare
 
-    s3 = _s3_access(s3_server, monkeypatch)
+    s3 = s3_server.access
     data_path = f"s3://{s3_server.create_bucket()}/warehouse/"
     lake = Lake(tmp_path / "a", lake_catalog, data_path, s3=s3)
     assert lake.try_hold()

@@ -30,7 +30,7 @@ from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.prepare import read_prepared, write_prepared
 from service.staging import stage_body
-from tests.conftest import new_catalog
+from tests.conftest import S3Server, new_catalog
 from transforms import Prepared
 
 ORG = "acme"
@@ -134,14 +134,22 @@ class Backend:
     examples: int
 
 
-@pytest.fixture(params=["file", pytest.param("lake", marks=pytest.mark.lake)])
+@pytest.fixture(params=["file", *(pytest.param(name, marks=pytest.mark.lake) for name in ("lake", "lake on S3"))])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "file":
         return Backend(lambda directory: warehouse.Warehouse(directory, directory / "warehouse.duckdb"), 20)
     from service.lake import Lake
 
     postgres_dir = request.getfixturevalue("postgres_dir")
-    return Backend(lambda directory: Lake(directory, new_catalog(postgres_dir), directory / "lake"), 8)
+    if request.param == "lake":
+        return Backend(lambda directory: Lake(directory, new_catalog(postgres_dir), directory / "lake"), 8)
+    server: S3Server = request.getfixturevalue("s3_server")
+
+    def on_s3(directory: Path) -> Lake:
+        data_path = f"s3://{server.create_bucket()}/lake/"
+        return Lake(directory, new_catalog(postgres_dir), data_path, s3=server.access)
+
+    return Backend(on_s3, 4)
 
 
 def _apply(live: warehouse.Warehouse, directory: Path, kind: str, rows: list[dict[str, Any]]) -> None:
