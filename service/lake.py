@@ -47,7 +47,7 @@ LAKE = "lake"
 """The name the lake is attached as, in the writers' DuckDB and in the analysts' guide."""
 EXTENSIONS = {"postgres_scanner": "duckdb_extension_postgres_scanner", "ducklake": "duckdb_extension_ducklake"}
 """Each extension the lake needs, and the wheel's module that carries it."""
-OBJECT_STORE_EXTENSIONS = {"httpfs": "duckdb_extension_httpfs"}
+OBJECT_STORE_EXTENSIONS = {"httpfs": "duckdb_extension_httpfs", "aws": "duckdb_extension_aws"}
 """What a data path on an object store needs besides."""
 ORPHAN_AGE = timedelta(days=1)
 """A data file no snapshot names is deleted once it is this old: younger, a writer may still be committing it."""
@@ -88,16 +88,22 @@ def is_object_store(location: str) -> bool:
 
 
 def s3_secret_sql(s3: S3Access) -> str:
-    """DuckDB's secret for the S3 data path (session-scoped: nothing is written to disk)."""
-    options = {"KEY_ID": s3.key_id, "SECRET": s3.secret, "REGION": s3.region}
-    if s3.session_token:
-        options["SESSION_TOKEN"] = s3.session_token
+    """DuckDB's secret for the S3 data path (session-scoped: nothing is written to disk): the keys given,
+    or without them AWS's credential chain (profile files, SSO, an instance's or a pod's role)."""
+    if s3.key_id:
+        options = {"PROVIDER": "config", "KEY_ID": s3.key_id, "SECRET": s3.secret, "REGION": s3.region}
+        if s3.session_token:
+            options["SESSION_TOKEN"] = s3.session_token
+    else:
+        options = {"PROVIDER": "credential_chain", "REGION": s3.region}
     if s3.endpoint:
         address = urlsplit(s3.endpoint if "://" in s3.endpoint else f"https://{s3.endpoint}")
         options["ENDPOINT"] = address.netloc
         options["USE_SSL"] = "true" if address.scheme == "https" else "false"
     options["URL_STYLE"] = s3.url_style or ("path" if s3.endpoint else "vhost")
-    listed = ", ".join(f"{name} '{_quoted(value)}'" for name, value in options.items())
+    listed = ", ".join(
+        f"{name} {value}" if name == "PROVIDER" else f"{name} '{_quoted(value)}'" for name, value in options.items()
+    )
     return f"CREATE OR REPLACE SECRET stockyard_lake_s3 (TYPE s3, {listed})"
 
 

@@ -37,7 +37,8 @@ def _optional_location(name: str) -> str | None:
 @dataclass(frozen=True)
 class S3Access:
     """How the lake reaches an S3 data path: AWS's own environment variables, which operators already set
-    for their other tools. An endpoint names an S3-compatible store (MinIO, R2, a local test server)."""
+    for their other tools; without a key, AWS's credential chain (profile files, SSO, an instance's or a
+    pod's role). An endpoint names an S3-compatible store (MinIO, R2, a local test server)."""
 
     key_id: str = field(default_factory=lambda: os.environ.get("AWS_ACCESS_KEY_ID", ""))
     secret: str = field(default_factory=lambda: os.environ.get("AWS_SECRET_ACCESS_KEY", ""), repr=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,17 +132,42 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 MOTO_SERVER = REPOSITORY / ".venv-s3" / "bin" / "moto_server"
 
 
+S3_BUCKET = "stockyard-tests"
+MOTO_SETUP = """
+import json, sys
+import boto3
+
+endpoint = sys.argv[1]
+anyone = {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", **anyone)
+iam.create_user(UserName="stockyard")
+allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+iam.put_user_policy(UserName="stockyard", PolicyName="s3", PolicyDocument=json.dumps(allow))
+key = iam.create_access_key(UserName="stockyard")["AccessKey"]
+signed = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **signed)
+s3.create_bucket(Bucket=sys.argv[2])
+print(json.dumps([key["AccessKeyId"], key["SecretAccessKey"]]))
+"""
+"""Run by .venv-s3's Python (it has boto3): the IAM user the tests sign as, and their bucket."""
+MOTO_SETUP_ACTIONS = 3
+"""The setup's IAM calls, which moto lets through unsigned; every later request must be signed by that user."""
+
+
 @dataclass(frozen=True)
 class S3Server:
-    """A real S3 API on 127.0.0.1 (moto's server, from .venv-s3), and how to reach it as AWS's tools do."""
+    """A real S3 API on 127.0.0.1 (moto's server, from .venv-s3) that checks every request's signature, and
+    how to reach it as AWS's tools do."""
 
     endpoint: str
+    key_id: str
+    secret: str
 
     @property
     def environment(self) -> dict[str, str]:
         return {
-            "AWS_ACCESS_KEY_ID": "stockyard-test",
-            "AWS_SECRET_ACCESS_KEY": "stockyard-test-secret",
+            "AWS_ACCESS_KEY_ID": self.key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": self.endpoint,
         }
@@ -149,24 +175,19 @@ class S3Server:
     @property
     def access(self) -> S3Access:
         """What the service makes of that environment."""
-        values = self.environment
-        return S3Access(
-            values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"], "", values["AWS_REGION"], self.endpoint, ""
-        )
+        return S3Access(self.key_id, self.secret, "", "us-east-1", self.endpoint, "")
 
-    def create_bucket(self) -> str:
+    def new_data_path(self) -> str:
+        """A lake's data path of its own in the tests' bucket."""
         import secrets
 
-        import httpx
-
-        name = f"lake-{secrets.token_hex(4)}"
-        httpx.put(f"{self.endpoint}/{name}").raise_for_status()
-        return name
+        return f"s3://{S3_BUCKET}/{secrets.token_hex(6)}/"
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server for the session; the tests that need it skip, saying why, where it is not installed."""
+    import json
     import socket
     import subprocess
 
@@ -178,22 +199,28 @@ def s3_server() -> Iterator[S3Server]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(MOTO_SETUP_ACTIONS)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    server = S3Server(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(server.endpoint, timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
-            time.sleep(0.1)
-    yield server
-    process.terminate()
-    process.wait(timeout=10)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1)  # moto's own page: not an S3 action
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start on port {port}") from None
+                time.sleep(0.1)
+        python = MOTO_SERVER.parent / "python"
+        key_id, secret = json.loads(subprocess.check_output([str(python), "-c", MOTO_SETUP, endpoint, S3_BUCKET]))
+        yield S3Server(endpoint, key_id, secret)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def new_catalog(postgres_dir: Path) -> str:

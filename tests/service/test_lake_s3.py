@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def _objects(con: duckdb.DuckDBPyConnection, data_path: str) -> set[str]:
 
 def test_serve_writes_a_lake_on_s3_that_analysts_read_live(stockyard: Stockyard, s3_server: S3Server) -> None:
     s3 = s3_server.access
-    data_path = f"s3://{s3_server.create_bucket()}/warehouse/"
+    data_path = s3_server.new_data_path()
     serve = stockyard.serve(STOCKYARD_WAREHOUSE="ducklake", STOCKYARD_LAKE_DATA_PATH=data_path, **s3_server.environment)
     assert f"data in {data_path}" in serve.output() and "creating an S3 secret" in serve.output()
     first = stockyard.accept("inventory", levels(100, 5))
@@ -60,6 +61,66 @@ def test_serve_writes_a_lake_on_s3_that_analysts_read_live(stockyard: Stockyard,
     assert not (stockyard.data_dir / "lake").exists()  # and nothing of the lake on the local disk
     ready = httpx.get(f"{stockyard.url}/ready", timeout=30).json()
     assert ready["checks"]["catalog"] == "ok", ready
+
+
+def test_without_a_key_the_lake_signs_with_the_aws_credential_chain(
+    tmp_path: Path, lake_catalog: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No AWS_ACCESS_KEY_ID: the key comes from where AWS's tools look, here a shared credentials file
+    (the same chain finds an instance's or a pod's role). The server refuses unsigned requests."""
+    from service import warehouse
+    from service.kinds import KINDS
+    from tests.service.test_merge_model import _prepare
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {s3_server.key_id}\naws_secret_access_key = {s3_server.secret}\n"
+    )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    lake = Lake(tmp_path, lake_catalog, s3_server.new_data_path(), s3=replace(s3_server.access, key_id="", secret=""))
+    assert lake.try_hold()
+    try:
+        rows = [{"skuId": f"K{i}", "locationId": "WH1", "quantityOnHand": 3} for i in range(100)]
+        with lake.cursor() as con:
+            warehouse.apply_jobs(con, KINDS["inventory"].tables, [_prepare(tmp_path, "inventory", rows)])
+            assert con.execute("SELECT count(*), sum(quantity_on_hand) FROM inventory_levels").fetchone() == (100, 300)
+    finally:
+        lake.release()
+
+
+def test_a_wrong_secret_keeps_the_job_waiting_with_the_reason_and_loses_nothing(
+    stockyard: Stockyard, s3_server: S3Server, lake_catalog: str
+) -> None:
+    """S3 refuses the signature (403): nothing is written, the job waits and says why; the operator fixes
+    the secret and restarts the workers, and the job lands."""
+    data_path = s3_server.new_data_path()
+    settings = {
+        "STOCKYARD_WAREHOUSE": "ducklake",
+        "STOCKYARD_LAKE_CATALOG": lake_catalog,
+        "STOCKYARD_LAKE_DATA_PATH": data_path,
+    }
+    wrong = {**s3_server.environment, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    stockyard.api(env=stockyard.environment(**settings, **s3_server.environment))
+    worker = stockyard.start("worker", env=stockyard.environment(**settings, **wrong))
+    job = stockyard.accept("inventory", levels(100, 5))
+
+    def waiting_reason() -> str | None:
+        status = stockyard.status(job)
+        assert status["status"] in ("PENDING", "PROCESSING"), status
+        reasons = [w["message"] for w in status["warnings"] if w["code"] == "retrying" and "403" in w["message"]]
+        return reasons[0] if reasons else None
+
+    reason = wait_for(waiting_reason, 60, "the job to say S3 refused it")
+    assert "403" in reason, reason
+    worker.kill_group()
+    worker.wait(10)
+    stockyard.start("worker", log="worker-2.log", env=stockyard.environment(**settings, **s3_server.environment))
+    assert stockyard.wait_finished([job], timeout=90)[0]["status"] == "COMPLETED"
+    con = analyst(lake_catalog, s3_server.access)
+    assert con.execute(f"SELECT count(*), sum(quantity_on_hand) FROM {LAKE}.inventory_levels").fetchone() == (100, 500)
 
 
 # A writer that gets as far as its commit and stops there: its files are written, its catalog row is not.
@@ -96,7 +157,7 @@ def test_a_writer_killed_before_its_commit_leaves_orphans_that_maintenance_delet
     from tests.service.test_merge_model import _prepare
 
     s3 = s3_server.access
-    data_path = f"s3://{s3_server.create_bucket()}/warehouse/"
+    data_path = s3_server.new_data_path()
     lake = Lake(tmp_path / "a", lake_catalog, data_path, s3=s3)
     assert lake.try_hold()
     try:

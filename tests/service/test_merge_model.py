@@ -146,7 +146,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     server: S3Server = request.getfixturevalue("s3_server")
 
     def on_s3(directory: Path) -> Lake:
-        data_path = f"s3://{server.create_bucket()}/lake/"
+        data_path = server.new_data_path()
         return Lake(directory, new_catalog(postgres_dir), data_path, s3=server.access)
 
     return Backend(on_s3, 4)
