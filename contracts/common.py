@@ -300,6 +300,8 @@ def cast_fields(
     failed = frame.select(*keys, *(name for f in fields for name in (f.name, text[f.name], code[f.name]))).filter(
         pl.any_horizontal(pl.col(code[f.name]).is_not_null() for f in fields)
     )
+    if failed.is_empty():  # the usual case: no frame to build per field (a fixed cost on every small job)
+        return typed, empty_errors()
     line_expr = pl.col(LINE) if line else None
     error_parts = [
         failed.filter(pl.col(code[field.name]).is_not_null()).select(
@@ -413,6 +415,8 @@ def row_shape_errors(raw: pl.DataFrame, *, line: bool = False) -> pl.DataFrame:
     Its value is its text as sent, except that a null element shows as null (as a null field does).
     """
     bad = raw.filter(pl.col(ROW_TYPE) != "OBJECT")
+    if bad.is_empty():
+        return empty_errors()
     line_expr = pl.col(LINE) if line else None
     value = pl.col(ROW_VALUE).cast(pl.String())
     subject = pl.format("lines[{}]", pl.col(LINE)) if line else pl.lit("this row")
