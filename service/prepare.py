@@ -320,8 +320,9 @@ def _prepare_small(context: Context, group: list[JobRecord]) -> None:
     )
     # the last first: a lane that finds one of them prepared finds those after it prepared too, and
     # applies them together
+    parts = _job_parts(validated, len(group))
     for index, record in reversed(list(enumerate(group))):
-        part = _job_part(validated, index)
+        part = parts[index]
         errors = part.errors
         _write_issues(context.store.files(record).errors, errors)
         failed = errors.get_column("row").n_unique()
@@ -330,19 +331,23 @@ def _prepare_small(context: Context, group: list[JobRecord]) -> None:
         context.queues.kick_apply(organization_id)  # once all are prepared: they can be applied together
 
 
-def _job_part(validated: Validated, index: int) -> Validated:
-    """The rows, lines and errors of job `index` of a group, with its own row numbers again."""
-    low = index * GROUP_ROW_STRIDE
+def _job_parts(validated: Validated, count: int) -> list[Validated]:
+    """The rows, lines and errors of each of a group's `count` jobs, with their own row numbers again.
 
-    def part(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-        mine = frame.filter(pl.col(column).is_between(low, low + GROUP_ROW_STRIDE - 1))
-        return mine.with_columns(pl.col(column) - low)
+    One partition of each frame, not a filter per job: a group of 50 jobs would scan its frames 50 times."""
 
-    return Validated(
-        rows=part(validated.rows, ROW),
-        lines=part(validated.lines, ROW) if validated.lines is not None else None,
-        errors=part(validated.errors, "row"),
-    )
+    def split(frame: pl.DataFrame, column: str) -> list[pl.DataFrame]:
+        job = (pl.col(column) // GROUP_ROW_STRIDE).alias("__job")
+        pieces = frame.with_columns(job).partition_by("__job", as_dict=True, include_key=False)
+        empty = frame.clear()
+        return [
+            pieces.get((index,), empty).with_columns(pl.col(column) - index * GROUP_ROW_STRIDE)
+            for index in range(count)
+        ]
+
+    rows, errors = split(validated.rows, ROW), split(validated.errors, "row")
+    lines = split(validated.lines, ROW) if validated.lines is not None else [None] * count
+    return [Validated(rows=r, lines=line, errors=e) for r, line, e in zip(rows, lines, errors, strict=True)]
 
 
 def _prepare_large(context: Context, record: JobRecord) -> None:
