@@ -4,20 +4,39 @@ one `unknown_field` warning of the job (never dropped without a word).
 CSV and Parquet name their columns once, so every unknown column is found. JSON and NDJSON rows may each
 have other keys: the first SAMPLE_ROWS rows are looked at (reading every key of a million rows again
 would cost more than staging them), and the warning says how many of those had the field.
+
+A small JSON body (up to DECODED_UP_TO_BYTES) is decoded whole with msgspec and its keys counted in Python:
+a DuckDB statement's fixed cost is most of a small job's staging otherwise. The loop is over at most
+SAMPLE_ROWS rows; any other body, or one whose rows or lines are not all objects, is read by DuckDB.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import msgspec
 
 from contracts.common import Contract
 from service.staging.formats import FAILED_ROWS_COLUMNS, UploadFormat
 from service.staging.sql import literal
 
 SAMPLE_ROWS = 1000
+DECODED_UP_TO_BYTES = 512 << 10
+"""A JSON body up to this size has its keys counted from msgspec's decoding (see the module docstring)."""
+
+_Object = dict[str, msgspec.Raw]
+
+
+class _Lines(msgspec.Struct):
+    lines: list[_Object] | None = None
+
+
+_ROWS = msgspec.json.Decoder(list[_Object])
+_ROW_LINES = msgspec.json.Decoder(list[_Lines])
 
 
 @dataclass(frozen=True)
@@ -60,12 +79,44 @@ def find_unknown_fields(
 
 
 def unknown_keys(
-    con: duckdb.DuckDBPyConnection, contract: Contract, upload_format: UploadFormat, body_path: Path, row_count: int
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    upload_format: UploadFormat,
+    body_path: Path,
+    row_count: int,
+    decoded_up_to: int = DECODED_UP_TO_BYTES,
 ) -> list[UnknownField]:
     """The keys of the first SAMPLE_ROWS JSON or NDJSON rows (and their lines) that are not fields."""
     looked_at = min(row_count, SAMPLE_ROWS)
     if looked_at == 0:
         return []
+    known = _known(contract) | {f"lines[].{name}" for name in _known(contract)}
+    decoded = None
+    if upload_format is UploadFormat.JSON and body_path.stat().st_size <= decoded_up_to:
+        decoded = _decoded_keys(contract, body_path.read_bytes(), looked_at)
+    counted = decoded if decoded is not None else _read_keys(con, contract, upload_format, body_path, looked_at)
+    return [UnknownField(key, rows, looked_at) for key, rows in counted if key not in known]
+
+
+def _decoded_keys(contract: Contract, array: bytes, looked_at: int) -> list[tuple[str, int]] | None:
+    """(key, rows having it) of the first `looked_at` rows and their lines, sorted by key; None when a row
+    or a line is not an object (the tolerant DuckDB reading counts the objects among them)."""
+    try:
+        rows = _ROWS.decode(array)[:looked_at]
+        lines = _ROW_LINES.decode(array)[:looked_at] if contract.has_lines else []
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None
+    counted = collections.Counter(itertools.chain.from_iterable(rows))
+    for row in lines:
+        if row.lines:
+            counted.update({f"lines[].{key}" for key in itertools.chain.from_iterable(row.lines)})
+    return sorted(counted.items())
+
+
+def _read_keys(
+    con: duckdb.DuckDBPyConnection, contract: Contract, upload_format: UploadFormat, body_path: Path, looked_at: int
+) -> list[tuple[str, int]]:
+    """(key, rows having it) of the first `looked_at` JSON or NDJSON rows and their lines, read by DuckDB."""
     shape = "array" if upload_format is UploadFormat.JSON else "newline_delimited"
     largest = max(body_path.stat().st_size, 1 << 20)
     # one statement: a small job's staging is a handful of statements, each with its fixed cost
@@ -85,5 +136,4 @@ def unknown_keys(
         f"WITH sample AS MATERIALIZED ({sample})"
         f" SELECT key, count(DISTINCT rowid) FROM ({keys}) GROUP BY key ORDER BY key"
     ).fetchall()
-    known = _known(contract) | {f"lines[].{name}" for name in _known(contract)}
-    return [UnknownField(key, int(rows), looked_at) for key, rows in counted if key not in known]
+    return [(str(key), int(rows)) for key, rows in counted]

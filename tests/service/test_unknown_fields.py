@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
-from service.staging.unknown_fields import SAMPLE_ROWS
+from service.kinds import KINDS
+from service.staging import UploadFormat
+from service.staging.from_json import isolate_array
+from service.staging.sql import staging_database
+from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_keys
 from tests.conftest import Api
 from tests.service.test_formats import finished, post
 
@@ -56,3 +62,45 @@ def test_a_large_json_body_is_sampled_and_says_so(api: Api) -> None:
     }
     warnings = api.client.get(f"/api/import/status/{job}/warnings", headers={"x-api-key": api.key}).json()
     assert warnings["total"] == 1
+
+
+ORDERS = [  # each body: the orders sent, and the unknown keys with the rows having them
+    ([{"externalOrderId": "O1", "channel": "web", "lines": [{"skuId": "A", "price": 9.5}, {"skuId": "B", "price": 1,
+      "tax": 0}]}, {"externalOrderId": "O2", "lines": [{"skuId": "A", "price": 2}], "channel": None},
+      {"externalOrderId": "O3", "lines": None, "note": "x"}, {"externalOrderId": "O4", "lines": [], "été": 1}],
+     [("channel", 2), ("lines[].price", 2), ("lines[].tax", 1), ("note", 1), ("été", 1)]),
+    ([{"externalOrderId": "O1", "extra": 1}, 5, None, {"extra": 2}], [("extra", 2)]),
+    ([{"externalOrderId": "O1", "lines": [3, {"skuId": "A", "w": 1}]}], [("lines[].w", 1)]),
+    ([{"externalOrderId": "O1", "lines": "none", "v": 1}], [("v", 1)]),
+    ([{"externalOrderId": f"O{i}", **({"late": 1} if i >= SAMPLE_ROWS - 2 else {})} for i in range(SAMPLE_ROWS + 5)],
+     [("late", 2)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("orders", "expected"), ORDERS)
+def test_a_small_json_body_counts_the_unknown_keys_duckdbs_reading_counts(
+    orders: list[Any], expected: list[tuple[str, int]], tmp_path: Path
+) -> None:
+    """Small JSON bodies have their keys counted from msgspec's decoding, others by DuckDB: the same counts."""
+    contract = KINDS["orders"].contract
+    body = tmp_path / "body.json"
+    body.write_bytes(json.dumps({"orders": orders}).encode())
+    isolate_array(body, contract.array_key)
+    with staging_database() as con:
+        decoded = unknown_keys(con, contract, UploadFormat.JSON, body, len(orders))
+        read = unknown_keys(con, contract, UploadFormat.JSON, body, len(orders), decoded_up_to=0)
+    looked_at = min(len(orders), SAMPLE_ROWS)
+    assert decoded == read == [UnknownField(key, rows, looked_at) for key, rows in expected]
+
+
+def test_a_key_sent_twice_in_a_row_counts_once_either_way(tmp_path: Path) -> None:
+    contract = KINDS["orders"].contract
+    body = tmp_path / "body.json"
+    body.write_bytes(
+        b'{"orders": [{"externalOrderId": "O1", "x": 1, "x": 2, "lines": [{"skuId": "A", "y": 1, "y": 2}]}]}'
+    )
+    isolate_array(body, contract.array_key)
+    with staging_database() as con:
+        decoded = unknown_keys(con, contract, UploadFormat.JSON, body, 1)
+        read = unknown_keys(con, contract, UploadFormat.JSON, body, 1, decoded_up_to=0)
+    assert decoded == read == [UnknownField("lines[].y", 1, 1), UnknownField("x", 1, 1)]
