@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks.end_to_end import POLL_SECONDS, RunningService, ServiceError, running_service
 from benchmarks.generators import BatchSpec, generate_body, write_body
+from benchmarks.measure import cpu_seconds
 from service import warehouse
 from service.auth import KeyStore, Scope
 from service.settings import Settings
@@ -82,10 +83,15 @@ class Scaling:
     seconds: float
     warehouse_rows: int = 0
     """Rows in the inventory table before the first job."""
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU used meanwhile by the API, the workers (together), Redis and the clients (this process)."""
 
     @property
     def jobs_per_second(self) -> float:
         return self.jobs / self.seconds
+
+    def cpu_ms_per_job(self) -> dict[str, float]:
+        return {process: 1000 * used / self.jobs for process, used in self.cpu_seconds.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +102,17 @@ class Scaling:
             "seconds": self.seconds,
             "jobs_per_second": self.jobs_per_second,
             "warehouse_rows": self.warehouse_rows,
+            "cpu_seconds": self.cpu_seconds,
         }
+
+
+def _cpu_used(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by the service's processes, the workers summed, and by this process."""
+    used: dict[str, float] = {"clients": time.process_time()}
+    for role, pid in pids.items():
+        name = "workers" if role.startswith("worker") else role
+        used[name] = used.get(name, 0.0) + (cpu_seconds(pid) or 0.0)
+    return used
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -209,6 +225,8 @@ def run_scaling(
             for n in range(jobs_per_organization):
                 accepted[organization].append(_post(service, keys[organization], "inventory", bodies[n % len(bodies)]))
 
+        pids = service.process_pids()
+        cpu_before = _cpu_used(pids)
         started = time.perf_counter()
         clients = [threading.Thread(target=client, args=(organization,)) for organization in organizations]
         for thread in clients:
@@ -218,8 +236,9 @@ def run_scaling(
         for organization, job_ids in accepted.items():
             _wait(service, keys[organization], job_ids)
         seconds = time.perf_counter() - started
+        cpu = {process: used - cpu_before.get(process, 0.0) for process, used in _cpu_used(pids).items()}
     jobs = SCALING_ORGANIZATIONS * jobs_per_organization
-    return Scaling(service.settings.workers, SCALING_ORGANIZATIONS, jobs, SMALL_ROWS, seconds, warehouse_rows)
+    return Scaling(service.settings.workers, SCALING_ORGANIZATIONS, jobs, SMALL_ROWS, seconds, warehouse_rows, cpu)
 
 
 def preload_inventory(data_dir: Path, rows: int, organizations: list[str]) -> None:

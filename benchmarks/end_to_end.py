@@ -69,6 +69,14 @@ class RunningService:
                 roles["worker" if not workers else f"worker-{workers}"] = pid
         return roles
 
+    def process_pids(self) -> dict[str, int]:
+        """The API, the workers and Redis (`redis`), each process `serve` started."""
+        pids = self.role_pids()
+        for pid in child_pids(self.process.pid):
+            if any("redis-server" in part for part in command_line(pid)):
+                pids["redis"] = pid
+        return pids
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -520,6 +520,7 @@ def concurrency_lines(results: Results) -> list[str]:
     ]
     scaling = found["scaling"]
     base = scaling[0]["jobs_per_second"] if scaling else None
+    cores = results["meta"].get("cpu_count") or 1
     rows = [
         [
             str(run["workers"]),
@@ -527,10 +528,11 @@ def concurrency_lines(results: Results) -> list[str]:
             seconds(run["seconds"]),
             f"{run['jobs_per_second']:.1f}",
             times(run["jobs_per_second"] / base) if base else "",
+            *_cpu_cells(run, cores),
         ]
         for run in scaling
     ]
-    lines += _table(["workers", "jobs (10 organizations)", "seconds", "jobs/s", "vs 1 worker"], rows)
+    lines += _table(["workers", "jobs (10 organizations)", "seconds", "jobs/s", "vs 1 worker", *CPU_COLUMNS], rows)
     large = found.get("large_warehouse")
     if large:
         lines += [
@@ -539,8 +541,31 @@ def concurrency_lines(results: Results) -> list[str]:
             f"{large['rows_per_job']:,} rows into a warehouse that held {large['warehouse_rows']:,} inventory rows "
             f"before (a block per organization), {large['workers']} workers: {seconds(large['seconds'])} s, "
             f"**{large['jobs_per_second']:.1f} jobs/s** (target 50).",
+            "",
+            *_table(["jobs/s", *CPU_COLUMNS], [[f"{large['jobs_per_second']:.1f}", *_cpu_cells(large, cores)]]),
         ]
+    lines += [
+        "",
+        "CPU per job: user + system CPU of each process from the first POST to the last COMPLETED, over the"
+        " jobs (the workers summed; clients: the benchmark's own process, which posts and polls). Busy: all"
+        f" of it over {cores} cores x the run's seconds. At 1.0 the machine is the bound: more jobs/s need"
+        " less CPU per job.",
+    ]
     return lines
+
+
+CPU_COLUMNS = ["CPU ms/job: API", "workers", "Redis", "clients", "all", "busy"]
+_CPU_PROCESSES = ("api", "workers", "redis", "clients")
+
+
+def _cpu_cells(run: dict[str, Any], cores: int) -> list[str]:
+    """The CPU per job of each process of a small-jobs run, in all, and how busy the cores were."""
+    used = run.get("cpu_seconds") or {}
+    if not used:
+        return [""] * len(CPU_COLUMNS)
+    per_job = [f"{1000 * used.get(name, 0.0) / run['jobs']:.0f}" for name in _CPU_PROCESSES]
+    total = sum(used.values())
+    return [*per_job, f"{1000 * total / run['jobs']:.0f}", f"{total / (cores * run['seconds']):.2f}"]
 
 
 def render_chart(results: Results, path: Path) -> None:
