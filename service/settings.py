@@ -153,11 +153,13 @@ class Settings:
             raise ValueError(f"STOCKYARD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
 
     def duckdb_config(self, **extra: str | int | float) -> DuckDBConfig:
-        """The configuration of every DuckDB database Stockyard opens: bounded memory and threads, and
-        spilling to the data directory rather than the current one."""
+        """The configuration of every DuckDB database Stockyard opens: bounded memory and threads,
+        spilling to the data directory rather than the current one, and freed memory given back to the
+        system in the background (service/__init__.py)."""
         return {
             "memory_limit": self.duckdb_memory_limit,
             "threads": self.duckdb_threads,
+            "allocator_background_threads": True,
             "temp_directory": str(self.data_dir / "duckdb-tmp"),
             **extra,
         }
