@@ -6,8 +6,8 @@ and warning, and the prepared rows, lines and stub references (service/job_files
 record then says `prepared`, and the applier is asked to apply the organization's jobs (service/apply.py),
 which it does in acceptance order, whatever order they were prepared in.
 
-- Small jobs (at most STOCKYARD_GROUP_MAX_ROWS rows) queued together are validated in one call, whatever
-  their organizations: the call's fixed cost is most of theirs.
+- Small jobs (at most STOCKYARD_GROUP_MAX_ROWS rows) queued together are validated in one call and
+  transformed in one call, whatever their organizations: a call's fixed cost is most of theirs.
 - A large job is validated a chunk at a time: its progress grows, and between two chunks the worker
   prepares the small jobs waiting, so that no small job waits long behind a large one, even with one
   worker. Its errors go to disk chunk by chunk: a job's memory does not grow with its error count.
@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from service.kinds import KINDS
 from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
 from service.webhooks import notify_job_ended
-from transforms import Prepared
+from transforms import JOB, Prepared
 
 GROUP_ROW_STRIDE = 1 << 40
 """Job k of a group has its row numbers shifted by k times this while the group shares frames."""
@@ -303,7 +303,7 @@ def _scan_staged(contract: Contract, files: JobFiles, job_id: str) -> tuple[pl.L
 
 
 def _prepare_small(context: Context, group: list[JobRecord]) -> None:
-    """Validate the jobs in one call, then transform and write each (job k's rows shifted by k * stride)."""
+    """Validate and transform the jobs in one call each (job k's rows shifted by k * stride), then write each."""
     contract = KINDS[group[0].kind].contract
     rows: list[pl.DataFrame] = []
     lines: list[pl.DataFrame] = []
@@ -318,36 +318,56 @@ def _prepare_small(context: Context, group: list[JobRecord]) -> None:
         pl.concat(rows, how="diagonal_relaxed"),
         pl.concat(lines, how="diagonal_relaxed") if contract.has_lines else None,
     )
+    errors = _by_job(validated.errors.with_columns(_job_of("row")), len(group))
+    prepared = transform_group(group[0].kind, [record.organization_id for record in group], validated)
     # the last first: a lane that finds one of them prepared finds those after it prepared too, and
     # applies them together
-    parts = _job_parts(validated, len(group))
     for index, record in reversed(list(enumerate(group))):
-        part = parts[index]
-        errors = part.errors
-        _write_issues(context.store.files(record).errors, errors)
-        failed = errors.get_column("row").n_unique()
-        _finish(context, record, part, failed, errors.height)
+        _write_issues(context.store.files(record).errors, errors[index])
+        failed = errors[index].get_column("row").n_unique()
+        _finish(context, record, prepared[index], failed, errors[index].height)
     for organization_id in dict.fromkeys(record.organization_id for record in group):
         context.queues.kick_apply(organization_id)  # once all are prepared: they can be applied together
 
 
-def _job_parts(validated: Validated, count: int) -> list[Validated]:
-    """The rows, lines and errors of each of a group's `count` jobs, with their own row numbers again.
+def transform_group(kind: str, organizations: Sequence[str], validated: Validated) -> list[Prepared]:
+    """Transform the validated rows of a group's jobs (job k's numbered from k * stride, of organizations[k])
+    in one call, and split the result into each job's, as if each had been transformed alone (see
+    transforms/common.py): the fixed cost of a transform is most of a small job's."""
+    count = len(organizations)
+    organization = pl.col(JOB).replace_strict(list(range(count)), list(organizations), return_dtype=pl.String())
+    numbered = Validated(
+        rows=validated.rows.with_columns(_job_of(ROW)),
+        lines=validated.lines.with_columns(_job_of(ROW)) if validated.lines is not None else None,
+        errors=validated.errors,
+    )
+    prepared = KINDS[kind].prepare(numbered, organization)
+    del numbered
+    rows, warnings = _by_job(prepared.rows, count), _by_job(prepared.warnings, count)
+    lines = _by_job(prepared.lines, count) if prepared.lines is not None else [None] * count
+    references = {table: _by_job(frame, count) for table, frame in prepared.references.items()}
+    return [
+        Prepared(
+            rows=rows[index],
+            lines=lines[index],
+            references={table: frames[index] for table, frames in references.items()},
+            warnings=warnings[index],
+        )
+        for index in range(count)
+    ]
 
-    One partition of each frame, not a filter per job: a group of 50 jobs would scan its frames 50 times."""
 
-    def split(frame: pl.DataFrame, column: str) -> list[pl.DataFrame]:
-        job = (pl.col(column) // GROUP_ROW_STRIDE).alias("__job")
-        pieces = frame.with_columns(job).partition_by("__job", as_dict=True, include_key=False)
-        empty = frame.clear()
-        return [
-            pieces.get((index,), empty).with_columns(pl.col(column) - index * GROUP_ROW_STRIDE)
-            for index in range(count)
-        ]
+def _job_of(column: str) -> list[pl.Expr]:
+    """JOB from a group's shifted row numbers, and the numbers within each job again."""
+    return [(pl.col(column) // GROUP_ROW_STRIDE).alias(JOB), pl.col(column) % GROUP_ROW_STRIDE]
 
-    rows, errors = split(validated.rows, ROW), split(validated.errors, "row")
-    lines = split(validated.lines, ROW) if validated.lines is not None else [None] * count
-    return [Validated(rows=r, lines=line, errors=e) for r, line, e in zip(rows, lines, errors, strict=True)]
+
+def _by_job(frame: pl.DataFrame, count: int) -> list[pl.DataFrame]:
+    """Each of the `count` jobs' part of a frame that carries JOB, without it (one partition, not a filter
+    per job: a group of 50 jobs would scan its frames 50 times)."""
+    pieces = frame.partition_by(JOB, as_dict=True, include_key=False)
+    empty = frame.drop(JOB).clear()
+    return [pieces.get((index,), empty) for index in range(count)]
 
 
 def _prepare_large(context: Context, record: JobRecord) -> None:
@@ -365,7 +385,9 @@ def _prepare_large(context: Context, record: JobRecord) -> None:
         validated = validate_in_chunks(
             contract, rows, lines, context.settings.validation_chunk_rows, errors.write, between_chunks
         )
-    _finish(context, record, validated, errors.failed_rows, errors.count)
+    prepared = KINDS[record.kind].prepare(validated, record.organization_id)
+    del validated
+    _finish(context, record, prepared, errors.failed_rows, errors.count)
     context.queues.kick_apply(record.organization_id)
 
 
@@ -442,11 +464,9 @@ def _write_issues(path: Path, issues: pl.DataFrame) -> None:
         writer.write(issues.sort("row", "position", maintain_order=True))
 
 
-def _finish(context: Context, record: JobRecord, validated: Validated, failed: int, error_count: int) -> None:
-    """Transform the validated rows, write what apply needs, and mark the job prepared."""
+def _finish(context: Context, record: JobRecord, prepared: Prepared, failed: int, error_count: int) -> None:
+    """Write what apply needs of the transformed job, and mark it prepared."""
     files = context.store.files(record)
-    prepared = KINDS[record.kind].prepare(validated, record.organization_id)
-    del validated
     ordered = prepared.warnings.sort("row", maintain_order=True)
     warnings = pl.concat([unknown_field_warnings(record), ordered], how="diagonal_relaxed")
     _write_issues(files.warnings, warnings)

@@ -7,8 +7,8 @@ kind's contract, transform and tables together.
 from collections.abc import Callable
 
 from contracts.common import Validated
-from transforms.common import Prepared
+from transforms.common import JOB, Organization, Prepared
 
-Preparer = Callable[[Validated, str], Prepared]
+Preparer = Callable[[Validated, Organization], Prepared]
 
-__all__ = ["Prepared", "Preparer"]
+__all__ = ["JOB", "Organization", "Prepared", "Preparer"]

@@ -1,6 +1,11 @@
 """Frame -> frame helpers every kind uses: last-wins de-duplication, locations, weeks, references.
 
 Pure functions: everything they need comes in as arguments (no I/O, no clock, no globals).
+
+Several jobs may be transformed in one call (service/prepare.py does, for small jobs): their rows and lines
+then carry JOB, each job's number in the group, and ROW counts within the job. Keys, superseded rows,
+stubs and warnings stay per job, as if each job were transformed alone, and every frame of the result
+carries JOB, so that it splits back into the jobs' own results.
 """
 
 from __future__ import annotations
@@ -24,9 +29,28 @@ class Prepared:
     warnings: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ERROR_SCHEMA))
 
 
-def normalize_location(location: pl.Expr, organization_id: str) -> pl.Expr:
+JOB = "__job"
+"""The column telling jobs transformed together apart (see the module docstring)."""
+
+Organization = str | pl.Expr
+"""Whose rows: an organization's id, or, for jobs of several organizations, an expression of each row's."""
+
+
+def row_ids(frame: pl.DataFrame) -> list[str]:
+    """The columns that name a row: its number, and its job in a group."""
+    return [ROW, *carried(frame)]
+
+
+def carried(frame: pl.DataFrame) -> list[str]:
+    """The group column, if the frame has one: every frame of a group's result keeps it."""
+    return [JOB] if JOB in frame.columns else []
+
+
+def normalize_location(location: pl.Expr, organization: Organization) -> pl.Expr:
     """Location codes are stored as `{organizationId}-{locationId}` (CONTRACT.md)."""
-    return pl.lit(f"{organization_id}-") + location
+    if isinstance(organization, str):
+        return pl.lit(f"{organization}-") + location
+    return pl.concat_str([organization, pl.lit("-"), location])
 
 
 def week_start(date: pl.Expr) -> pl.Expr:
@@ -42,11 +66,12 @@ def keep_last(frame: pl.DataFrame, key: Sequence[str], wire_key: Sequence[str]) 
     took 2.7 s and 1.5 GB, while sorting their 64-bit hashes takes 0.3 s and a tenth of the memory,
     and most requests repeat no key at all.
     """
-    hashes = frame.select(pl.struct(list(key)).hash()).to_series()
+    per_job = [*key, *carried(frame)]
+    hashes = frame.select(pl.struct(per_job).hash()).to_series()
     ordered = hashes.sort()
     repeats = (ordered == ordered.shift(1)).any()
     candidates = frame.filter(hashes.is_duplicated()) if repeats else frame.clear()
-    winner = pl.col(ROW).max().over(list(key))
+    winner = pl.col(ROW).max().over(per_job)
     marked = candidates.with_columns(winner.alias("__winner"))
     superseded = marked.filter(pl.col(ROW) != pl.col("__winner"))
     label = ", ".join(wire_key)
@@ -57,16 +82,19 @@ def keep_last(frame: pl.DataFrame, key: Sequence[str], wire_key: Sequence[str]) 
         pl.format(f"duplicate {label}: superseded by row {{}}", pl.col("__winner")).alias("message"),
         pl.concat_str([pl.col(c).cast(pl.String()) for c in key], separator=", ").alias("value"),
         pl.lit(0, dtype=pl.Int64()).alias("position"),
+        *carried(frame),
     ).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
     if superseded.is_empty():
         return frame, warnings
-    kept = frame.filter(~pl.col(ROW).is_in(superseded.get_column(ROW).implode()))
+    ids = row_ids(frame)
+    kept = frame.join(superseded.select(ids), on=ids, how="anti", maintain_order="left")
     return kept, warnings
 
 
 def keep_lines_of(lines: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     """Lines of the header rows that survived de-duplication, numbered 1..n."""
-    return lines.join(rows.select(ROW), on=ROW, how="semi").with_columns(
+    ids = row_ids(rows)
+    return lines.join(rows.select(ids), on=ids, how="semi", maintain_order="left").with_columns(
         (pl.col(LINE) + 1).cast(pl.Int64()).alias("line_number")
     )
 
@@ -78,17 +106,18 @@ cost wins (it is most of a small job's)."""
 
 
 def _distinct(frame: pl.DataFrame, column: str, name: str) -> pl.DataFrame:
-    distinct = frame.lazy().select(pl.col(column).alias(name)).unique()
+    distinct = frame.lazy().select(pl.col(column).alias(name), *carried(frame)).unique()
     return distinct.collect(engine="streaming") if frame.height >= STREAMING_FROM_ROWS else distinct.collect()
 
 
-def location_references(frame: pl.DataFrame, code: str, organization_id: str) -> pl.DataFrame:
+def location_references(frame: pl.DataFrame, code: str, organization: Organization) -> pl.DataFrame:
     """Stub candidates for the locations a frame names, as (location_id, code).
 
     Distinct codes first, then normalized (normalizing is one-to-one): a handful of values, not one per row.
     """
     codes = _distinct(frame, code, "code")
-    return codes.select(normalize_location(pl.col("code"), organization_id).alias("location_id"), "code")
+    location = normalize_location(pl.col("code"), organization).alias("location_id")
+    return codes.select(location, "code", *carried(codes))
 
 
 def id_references(frame: pl.DataFrame, column: str) -> pl.DataFrame:

@@ -1,0 +1,78 @@
+"""Small jobs transformed in one call (service/prepare.py) come out exactly as if each were transformed alone."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import polars as pl
+import pytest
+
+from benchmarks.generators import ARRAY_KEYS, KINDS, BatchSpec, generate_body
+from contracts.common import ROW, validate
+from service.kinds import KINDS as REGISTRY
+from service.prepare import GROUP_ROW_STRIDE, transform_group
+from tests.frames import staged_lines, staged_rows, validate_elements
+from transforms import Prepared
+
+
+def _elements(kind: str, rows: int, seed: int) -> list[Any]:
+    body = generate_body(BatchSpec(kind, rows=rows, seed=seed, bad_share=0.15))
+    elements: list[Any] = json.loads(body)[ARRAY_KEYS[kind]]
+    return elements
+
+
+def _jobs(kind: str) -> list[tuple[str, list[Any]]]:
+    """Jobs of two organizations sharing keys: repeats within a job, the same rows in other jobs, one job
+    of bad rows only, and an empty one."""
+    first, second = _elements(kind, 40, seed=3), _elements(kind, 30, seed=4)
+    return [
+        ("acme", first + first[5:12]),  # every key of 5..11 twice: the later ones win
+        ("beta", first[:20] + second[:5]),  # the same keys for another organization
+        ("acme", [{"unexpected": 1}, 5, None]),  # nothing valid
+        ("beta", []),
+        ("acme", second + second[::-3]),  # again the same organization, other repeats
+    ]
+
+
+def _group_validated(kind: str, jobs: list[tuple[str, list[Any]]]) -> Any:
+    contract = REGISTRY[kind].contract
+
+    def shifted(frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(
+            [frame.with_columns(pl.col(ROW) + index * GROUP_ROW_STRIDE) for index, frame in enumerate(frames)],
+            how="diagonal_relaxed",
+        )
+
+    rows = shifted([staged_rows(contract, elements) for _, elements in jobs])
+    lines = shifted([staged_lines(contract, elements) for _, elements in jobs]) if contract.has_lines else None
+    return validate(contract, rows, lines)
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(pl.all())
+
+
+def _assert_same(got: Prepared, alone: Prepared) -> None:
+    assert got.rows.equals(alone.rows)  # order too: the merge keeps the last of a key
+    assert (got.lines is None) == (alone.lines is None)
+    if got.lines is not None and alone.lines is not None:
+        assert got.lines.equals(alone.lines)
+    assert sorted(got.references) == sorted(alone.references)
+    for table, frame in alone.references.items():  # stubs are a set: their order means nothing
+        assert _sorted(got.references[table]).equals(_sorted(frame)), table
+    assert got.warnings.equals(alone.warnings)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_group_transformed_at_once_equals_each_job_transformed_alone(kind: str) -> None:
+    jobs = _jobs(kind)
+    prepared = transform_group(kind, [organization for organization, _ in jobs], _group_validated(kind, jobs))
+
+    assert len(prepared) == len(jobs)
+    for (organization, elements), got in zip(jobs, prepared, strict=True):
+        alone = REGISTRY[kind].prepare(validate_elements(kind, elements), organization)
+        _assert_same(got, alone)
+    repeats = prepared[0].warnings.filter(pl.col("code") == "duplicate_key")
+    assert repeats.height >= 7 and repeats.get_column("row").max() < 47  # within job 0, in its own numbers
+    assert prepared[2].rows.is_empty() and prepared[3].rows.is_empty()
