@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import redis
+
 from service import hooks, logs, metrics
 from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
@@ -187,8 +189,9 @@ def _commit_run(applier: Applier, run: Run) -> int:
         remove_lock(store.files(record).lock)
     applier.publisher.committed()
     seconds = time.perf_counter() - started
-    for record in run.jobs:
-        _count_completed(applier, record, seconds / len(run.jobs))
+    with metrics.batched(store.redis) as pipe:
+        for record in run.jobs:
+            _count_completed(pipe, record, seconds / len(run.jobs))
     for record in run.jobs:
         logs.job_stage(
             logger, "applied", record, record.status.lower(), seconds, applied_with=len(run.jobs) - 1 or None
@@ -229,8 +232,7 @@ def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:
     return 1 + len(run.failed)
 
 
-def _count_completed(applier: Applier, record: JobRecord, apply_seconds: float) -> None:
-    connection = applier.store.redis
+def _count_completed(connection: redis.Redis, record: JobRecord, apply_seconds: float) -> None:
     metrics.count(connection, "stockyard_jobs_completed", record.kind)
     metrics.count(connection, "stockyard_rows_processed", record.kind, by=record.row_count)
     metrics.count(connection, "stockyard_rows_failed", record.kind, by=record.failed_count)

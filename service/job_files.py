@@ -7,8 +7,9 @@ Layout, per organization, under staging/{org}/:
   sent (the API, before the 202);
 - `{jobId}.json`: the job's durable record, the authority on its state (service/job.py);
 - `{jobId}.errors.parquet`, `{jobId}.warnings.parquet`: every error and warning, in row order (prepare);
-- `{jobId}.prepared.parquet`, `.prepared-lines.parquet`, `.prepared-{table}.parquet`: what apply merges,
-  rows, lines and stub references in warehouse columns (prepare);
+- `{jobId}.prepared-all.parquet`: what apply merges of a small job, rows, lines and stub references in
+  warehouse columns, in one file (prepare); a large job's in a file each: `{jobId}.prepared.parquet`,
+  `.prepared-lines.parquet`, `.prepared-{table}.parquet`;
 - `{jobId}.lock`: an flock held by whoever prepares the job;
 - `sequence`, `sequence.lock`: the organization's last acceptance sequence number (the API);
 - `apply.lock`: an flock held while the organization's jobs are applied (the applier).
@@ -91,8 +92,17 @@ class JobFiles:
         return self._file(f".prepared-{table}.parquet")
 
     @property
+    def prepared_all(self) -> Path:
+        return self._file(".prepared-all.parquet")
+
+    @property
     def prepared(self) -> list[Path]:
-        return [self.prepared_rows, self.prepared_lines, *(self.prepared_references(t) for t in REFERENCE_TABLES)]
+        return [
+            self.prepared_all,
+            self.prepared_rows,
+            self.prepared_lines,
+            *(self.prepared_references(t) for t in REFERENCE_TABLES),
+        ]
 
     @property
     def staged(self) -> list[Path]:

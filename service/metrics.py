@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from redis.client import Pipeline
 
 _PREFIX = "stockyard:metrics:"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -51,20 +53,40 @@ def count(connection: redis.Redis, name: str, *labels: str, by: float = 1.0) -> 
 
 
 def observe(connection: redis.Redis, name: str, seconds: float, *labels: str) -> None:
-    """Record one observation of a histogram."""
+    """Record one observation of a histogram (on a pipeline of `batched`, with the pipeline's commands)."""
     names = HISTOGRAMS[name][1]
     key = _PREFIX + name
     base = _labels(names, labels)
+    if isinstance(connection, Pipeline):
+        _observe(connection, key, base, seconds)
+        return
     try:
         with connection.pipeline(transaction=False) as pipe:
-            for bound in DURATION_BUCKETS:
-                if seconds <= bound:
-                    pipe.hincrbyfloat(key, f"{base}|le={bound}", 1)
-            pipe.hincrbyfloat(key, f"{base}|le=+Inf", 1)
-            pipe.hincrbyfloat(key, f"{base}|sum", seconds)
+            _observe(pipe, key, base, seconds)
             pipe.execute()
     except redis.RedisError:
         logger.debug("metric %s not recorded: Redis is away", name)
+
+
+def _observe(pipe: Pipeline, key: str, base: str, seconds: float) -> None:
+    for bound in DURATION_BUCKETS:
+        if seconds <= bound:
+            pipe.hincrbyfloat(key, f"{base}|le={bound}", 1)
+    pipe.hincrbyfloat(key, f"{base}|le=+Inf", 1)
+    pipe.hincrbyfloat(key, f"{base}|sum", seconds)
+
+
+@contextmanager
+def batched(connection: redis.Redis) -> Iterator[Pipeline]:
+    """A pipeline to record metrics on: all of them go to Redis in one round trip at the end."""
+    pipe = connection.pipeline(transaction=False)
+    try:
+        yield pipe
+        pipe.execute()
+    except redis.RedisError:
+        logger.debug("metrics not recorded: Redis is away")
+    finally:
+        pipe.reset()
 
 
 def _text(value: Any) -> str:

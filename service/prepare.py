@@ -243,8 +243,9 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
             if not record.is_open:
                 remove_lock(store.files(record).lock)
     seconds = time.perf_counter() - started
-    for record in group:
-        metrics.observe(store.redis, "stockyard_stage_duration_seconds", seconds / len(group), record.kind, "prepare")
+    with metrics.batched(store.redis) as pipe:
+        for record in group:
+            metrics.observe(pipe, "stockyard_stage_duration_seconds", seconds / len(group), record.kind, "prepare")
     for record in group:
         outcome = "failed" if record.status == JobStatus.FAILED.value else "ready to apply"
         logs.job_stage(logger, "prepared", record, outcome, seconds, prepared_with=len(group) - 1 or None)
@@ -320,12 +321,13 @@ def _prepare_small(context: Context, group: list[JobRecord]) -> None:
     )
     errors = _by_job(validated.errors.with_columns(_job_of("row")), len(group))
     prepared = transform_group(group[0].kind, [record.organization_id for record in group], validated)
-    # the last first: a lane that finds one of them prepared finds those after it prepared too, and
-    # applies them together
-    for index, record in reversed(list(enumerate(group))):
+    for index, record in enumerate(group):
         _write_issues(context.store.files(record).errors, errors[index])
         failed = errors[index].get_column("row").n_unique()
         _finish(context, record, prepared[index], failed, errors[index].height)
+    # each durable record, the last first (a lane that finds one of them prepared finds those after it
+    # prepared too, and applies them together), then all copies in Redis in one round trip
+    context.store.save(group[::-1])
     for organization_id in dict.fromkeys(record.organization_id for record in group):
         context.queues.kick_apply(organization_id)  # once all are prepared: they can be applied together
 
@@ -388,6 +390,7 @@ def _prepare_large(context: Context, record: JobRecord) -> None:
     prepared = KINDS[record.kind].prepare(validated, record.organization_id)
     del validated
     _finish(context, record, prepared, errors.failed_rows, errors.count)
+    context.store.save([record])
     context.queues.kick_apply(record.organization_id)
 
 
@@ -465,22 +468,19 @@ def _write_issues(path: Path, issues: pl.DataFrame) -> None:
 
 
 def _finish(context: Context, record: JobRecord, prepared: Prepared, failed: int, error_count: int) -> None:
-    """Write what apply needs of the transformed job, and mark it prepared."""
+    """Write what apply needs of the transformed job, and mark it prepared (the caller saves the record)."""
     files = context.store.files(record)
     ordered = prepared.warnings.sort("row", maintain_order=True)
     warnings = pl.concat([unknown_field_warnings(record), ordered], how="diagonal_relaxed")
     _write_issues(files.warnings, warnings)
-    write_prepared(files, prepared)
-    context.store.update(
-        record,
-        prepared=True,
-        failed_count=failed,
-        error_count=error_count,
-        warning_count=warnings.height,
-        waiting_reason=None,
-        retry_at=None,
-        transient_failures=0,
-    )
+    write_prepared(files, prepared, in_one_file=record.row_count <= context.settings.group_max_rows)
+    record.prepared = True
+    record.failed_count = failed
+    record.error_count = error_count
+    record.warning_count = warnings.height
+    record.waiting_reason = None
+    record.retry_at = None
+    record.transient_failures = 0
 
 
 def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:
@@ -501,31 +501,59 @@ def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=ERROR_SCHEMA)
 
 
-def write_prepared(files: JobFiles, prepared: Prepared) -> None:
-    """The prepared rows, lines and references beside the staged files, each written durably."""
-    parts: list[tuple[pl.DataFrame, Path]] = [(prepared.rows, files.prepared_rows)]
-    if prepared.lines is not None:
-        parts.append((prepared.lines, files.prepared_lines))
-    parts += [(frame, files.prepared_references(table)) for table, frame in prepared.references.items()]
-    for frame, path in parts:
+def write_prepared(files: JobFiles, prepared: Prepared, *, in_one_file: bool = False) -> None:
+    """The prepared rows, lines and references beside the staged files, written durably.
+
+    `in_one_file` (small jobs): all in one file, a row holding a list of structs per part, which is one
+    write and one fsync instead of up to five; a large job's parts get a file each, whose row groups are
+    read a piece at a time (one cell of millions is written and read whole)."""
+    parts = {"rows": prepared.rows, **({"lines": prepared.lines} if prepared.lines is not None else {})}
+    parts.update(prepared.references)
+    if in_one_file:
+        written = [
+            (pl.DataFrame([pl.Series(name, [frame.to_struct()]) for name, frame in parts.items()]), files.prepared_all)
+        ]
+    else:
+        written = [(frame, _part_path(files, name)) for name, frame in parts.items()]
+    remove_quietly(*(path for path in files.prepared if path not in {path for _, path in written}))  # an earlier try's
+    for frame, path in written:
         tmp = temporary_path(path)
         frame.write_parquet(tmp, compression="lz4", statistics=False)
         commit_file(tmp, path)
 
 
+def _part_path(files: JobFiles, part: str) -> Path:
+    return {"rows": files.prepared_rows, "lines": files.prepared_lines}.get(part) or files.prepared_references(part)
+
+
+def has_prepared(files: JobFiles, has_lines: bool) -> bool:
+    """Are the prepared files of the job there (in one file, or a file each)?"""
+    return files.prepared_all.exists() or (
+        files.prepared_rows.exists() and (not has_lines or files.prepared_lines.exists())
+    )
+
+
 def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
     """What prepare wrote for the job (service/apply.py merges it)."""
-    if not files.prepared_rows.exists() or (has_lines and not files.prepared_lines.exists()):
-        raise FileNotFoundError(f"the prepared files of job {files.job_id} are missing")
-    references = {
-        table: pl.read_parquet(files.prepared_references(table))
-        for table in REFERENCE_TABLES
-        if files.prepared_references(table).exists()
-    }
+    try:
+        whole = pl.read_parquet(files.prepared_all)
+    except FileNotFoundError:
+        if not has_prepared(files, has_lines):
+            raise FileNotFoundError(f"the prepared files of job {files.job_id} are missing") from None
+        parts = {
+            name: pl.read_parquet(_part_path(files, name)) for name in ("rows", "lines") if name == "rows" or has_lines
+        }
+        parts.update(
+            (table, pl.read_parquet(files.prepared_references(table)))
+            for table in REFERENCE_TABLES
+            if files.prepared_references(table).exists()
+        )
+    else:
+        parts = {name: whole.get_column(name)[0].struct.unnest() for name in whole.columns}
     return Prepared(
-        rows=pl.read_parquet(files.prepared_rows),
-        lines=pl.read_parquet(files.prepared_lines) if has_lines else None,
-        references=references,
+        rows=parts["rows"],
+        lines=parts["lines"] if has_lines else None,
+        references={table: parts[table] for table in REFERENCE_TABLES if table in parts},
     )
 
 

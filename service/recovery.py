@@ -32,7 +32,7 @@ from service.job import JobRecord, JobStatus, acceptance_order
 from service.job_files import JobFiles, apply_lock_path, is_locked
 from service.job_store import OPEN_JOBS, JobStore, durable_records, organization_jobs_key
 from service.kinds import KINDS
-from service.prepare import fail_job, missing_upload, release_stale_reservations
+from service.prepare import fail_job, has_prepared, missing_upload, release_stale_reservations
 from service.queue import Queues, job_id_of, queued_ids
 from service.settings import Settings
 
@@ -96,7 +96,7 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
         transient = _waiting(store, current)
         if transient is not None and (transient.retry_at or 0) > time.time():
             continue  # transient trouble: tried again once its wait is over
-        if current.prepared and all(p.exists() for p in _prepared_files(current, files)):
+        if current.prepared and has_prepared(files, KINDS[current.kind].contract.has_lines):
             needs_applier.add(current.organization_id)
             continue
         problem = _why_it_cannot_run(current, files)
@@ -145,10 +145,6 @@ def _waiting(store: JobStore, record: JobRecord) -> JobRecord | None:
     except Exception:
         return None
     return cached if cached.waiting_reason is not None and cached.is_open else None
-
-
-def _prepared_files(record: JobRecord, files: JobFiles) -> list[Path]:
-    return [files.prepared_rows, *([files.prepared_lines] if KINDS[record.kind].contract.has_lines else [])]
 
 
 def _why_it_cannot_run(record: JobRecord, files: JobFiles) -> str | None:

@@ -113,6 +113,28 @@ def test_a_prepared_job_not_yet_applied_is_cancelled_and_nothing_of_it_lands(api
     assert api.query("SELECT count(*) FROM suppliers") == [(0,)]
 
 
+@pytest.mark.parametrize("rows", [2, 30], ids=["small: one file", "large: a file each"])
+def test_a_prepared_job_whose_prepared_files_are_lost_is_prepared_again_and_lands(
+    api: Api, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    from service.settings import get_settings
+    from service.worker import ImportWorker
+
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "10")
+    get_settings.cache_clear()
+    job = accept(api, "suppliers", {"suppliers": [{"externalId": f"S{i}"} for i in range(rows)]})
+    ImportWorker(get_settings(), api.connection).work(burst=True)  # prepared; no applier has run
+    prepared = sorted(get_settings().staging_dir.glob(f"*/{job}.prepared*.parquet"))
+    assert [path.name.removeprefix(job) for path in prepared] == (
+        [".prepared-all.parquet"] if rows <= 10 else [".prepared.parquet"]
+    )
+    for path in prepared:
+        path.unlink()  # a disk lost them
+    api.work()
+    assert api.status(job).json()["status"] == "COMPLETED"
+    assert api.query("SELECT count(*) FROM suppliers") == [(rows,)]
+
+
 def test_a_job_that_has_ended_cannot_be_cancelled_and_another_organizations_is_not_found(api: Api) -> None:
     job = accept(api, "suppliers", supplier("A"))
     api.work()

@@ -119,7 +119,7 @@ def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Pr
     staged = stage_body(contract, files.body, files.rows, files.lines if contract.has_lines else None)
     raw_lines = pl.read_parquet(files.lines) if contract.has_lines else None
     validated = validate(contract, pl.read_parquet(staged.rows_path), raw_lines)
-    write_prepared(files, KINDS[kind].prepare(validated, ORG))
+    write_prepared(files, KINDS[kind].prepare(validated, ORG), in_one_file=len(rows) % 2 == 0)  # both ways
     now = iso(utc_now())
     record = JobRecord(files.job_id, ORG, kind, "PROCESSING", len(rows), now, started_at=now)
     return read_prepared(files, contract.has_lines), record
