@@ -7,7 +7,7 @@ Layout, per organization, under staging/{org}/:
   sent (the API, before the 202);
 - `{jobId}.json`: the job's durable record, the authority on its state (service/job.py);
 - `{jobId}.errors.parquet`, `{jobId}.warnings.parquet`: every error and warning, in row order (prepare);
-- `{jobId}.prepared-all.parquet`: what apply merges of a small job, rows, lines and stub references in
+- `{jobId}.prepared-all.arrow`: what apply merges of a small job, rows, lines and stub references in
   warehouse columns, in one file (prepare); a large job's in a file each: `{jobId}.prepared.parquet`,
   `.prepared-lines.parquet`, `.prepared-{table}.parquet`;
 - `{jobId}.lock`: an flock held by whoever prepares the job;
@@ -93,7 +93,7 @@ class JobFiles:
 
     @property
     def prepared_all(self) -> Path:
-        return self._file(".prepared-all.parquet")
+        return self._file(".prepared-all.arrow")
 
     @property
     def prepared(self) -> list[Path]:

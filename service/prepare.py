@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import redis
 import rq
+from pyarrow import feather
 
 from contracts.common import ERROR_SCHEMA, ROW, Contract, ErrorCode, Validated, empty_errors, validate
 from service import hooks, logs, metrics
@@ -504,19 +505,22 @@ def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:
 def write_prepared(files: JobFiles, prepared: Prepared, *, in_one_file: bool = False) -> None:
     """The prepared rows, lines and references beside the staged files, written durably.
 
-    `in_one_file` (small jobs): all in one file, a row holding a list of structs per part, which is one
-    write and one fsync instead of up to five; a large job's parts get a file each, whose row groups are
-    read a piece at a time (one cell of millions is written and read whole)."""
+    `in_one_file` (small jobs): all in one Arrow file, a row holding a list of structs per part, which is
+    one write and one fsync instead of up to five, and uncompressed: compressing is most of the cost of a
+    small file. A large job's parts get a Parquet file each, read a row group at a time (one cell of
+    millions is written and read whole)."""
     parts = {"rows": prepared.rows, **({"lines": prepared.lines} if prepared.lines is not None else {})}
     parts.update(prepared.references)
+    written = [files.prepared_all] if in_one_file else [_part_path(files, name) for name in parts]
+    remove_quietly(*(path for path in files.prepared if path not in written))  # an earlier try's
     if in_one_file:
-        written = [
-            (pl.DataFrame([pl.Series(name, [frame.to_struct()]) for name, frame in parts.items()]), files.prepared_all)
-        ]
-    else:
-        written = [(frame, _part_path(files, name)) for name, frame in parts.items()]
-    remove_quietly(*(path for path in files.prepared if path not in {path for _, path in written}))  # an earlier try's
-    for frame, path in written:
+        whole = pl.DataFrame([pl.Series(name, [frame.to_struct()]) for name, frame in parts.items()])
+        tmp = temporary_path(files.prepared_all)
+        feather.write_feather(whole.to_arrow(), tmp, compression="uncompressed")
+        commit_file(tmp, files.prepared_all)
+        return
+    for name, frame in parts.items():
+        path = _part_path(files, name)
         tmp = temporary_path(path)
         frame.write_parquet(tmp, compression="lz4", statistics=False)
         commit_file(tmp, path)
@@ -536,7 +540,7 @@ def has_prepared(files: JobFiles, has_lines: bool) -> bool:
 def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
     """What prepare wrote for the job (service/apply.py merges it)."""
     try:
-        whole = pl.read_parquet(files.prepared_all)
+        whole = pl.from_arrow(feather.read_table(files.prepared_all, memory_map=False))
     except FileNotFoundError:
         if not has_prepared(files, has_lines):
             raise FileNotFoundError(f"the prepared files of job {files.job_id} are missing") from None
@@ -549,6 +553,7 @@ def read_prepared(files: JobFiles, has_lines: bool) -> Prepared:
             if files.prepared_references(table).exists()
         )
     else:
+        assert isinstance(whole, pl.DataFrame)
         parts = {name: whole.get_column(name)[0].struct.unnest() for name in whole.columns}
     return Prepared(
         rows=parts["rows"],

@@ -124,9 +124,9 @@ def test_a_prepared_job_whose_prepared_files_are_lost_is_prepared_again_and_land
     get_settings.cache_clear()
     job = accept(api, "suppliers", {"suppliers": [{"externalId": f"S{i}"} for i in range(rows)]})
     ImportWorker(get_settings(), api.connection).work(burst=True)  # prepared; no applier has run
-    prepared = sorted(get_settings().staging_dir.glob(f"*/{job}.prepared*.parquet"))
+    prepared = sorted(get_settings().staging_dir.glob(f"*/{job}.prepared*"))
     assert [path.name.removeprefix(job) for path in prepared] == (
-        [".prepared-all.parquet"] if rows <= 10 else [".prepared.parquet"]
+        [".prepared-all.arrow"] if rows <= 10 else [".prepared.parquet"]
     )
     for path in prepared:
         path.unlink()  # a disk lost them
