@@ -131,7 +131,7 @@ def test_logs_have_an_access_line_per_request_and_a_line_per_job_stage_never_the
     assert stages["applied"]["outcome"] == "completed" and stages["applied"]["seconds"] >= 0
     for process in (api, worker):
         assert stockyard.key not in process.output()
-        assert stockyard.key.split("_")[2] not in process.output()
+        assert stockyard.key.split("_", 2)[2] not in process.output()  # the secret may hold "_" itself
 
 
 def test_an_unexpected_request_error_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
