@@ -13,15 +13,18 @@ COMPLETED one is recorded by the commit that merged it.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 logger = logging.getLogger("stockyard.job")
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
 
 
 class JobStatus(StrEnum):
@@ -173,35 +176,37 @@ class JobRecord:
     def index_member(self) -> str:
         return f"{self.organization_id}/{self.job_id}"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+    # Records are written and read many times in a job's life (every status poll reads one): msgspec's
+    # JSON, a field name set built once, and the record's own dict rather than asdict's deep copy.
 
-    def to_redis(self) -> dict[str, str]:
-        return {k: json.dumps(v) for k, v in asdict(self).items()}
+    def to_json(self) -> bytes:
+        return _ENCODER.encode(vars(self))
+
+    def to_redis(self) -> dict[str, bytes]:
+        return {k: _ENCODER.encode(v) for k, v in vars(self).items()}
 
     @classmethod
     def from_redis(cls, data: dict[bytes, bytes]) -> JobRecord | None:
         """The record a Redis hash holds, or None when the hash is not a whole record."""
-        names = {f.name for f in fields(cls)}
         try:
-            return cls(**{k.decode(): json.loads(v) for k, v in data.items() if k.decode() in names})
-        except (TypeError, ValueError):
+            return cls(**{name: _DECODER.decode(v) for k, v in data.items() if (name := k.decode()) in FIELD_NAMES})
+        except (TypeError, ValueError, msgspec.DecodeError):
             return None
 
     @classmethod
     def from_durable(cls, path: Path) -> JobRecord | None:
         """The record a durable file holds, or None when there is no such file (or it is unreadable)."""
-        names = {f.name for f in fields(cls)}
         try:
-            data = json.loads(path.read_bytes())
-            return cls(**{k: v for k, v in data.items() if k in names})
+            data = _DECODER.decode(path.read_bytes())
+            return cls(**{k: v for k, v in data.items() if k in FIELD_NAMES})
         except FileNotFoundError:
             return None
-        except (OSError, TypeError, ValueError, AttributeError):
+        except (OSError, TypeError, ValueError, AttributeError, msgspec.DecodeError):
             logger.warning("unreadable job record %s", path, exc_info=True)
             return None
 
 
+FIELD_NAMES = frozenset(f.name for f in fields(JobRecord))
 WIRE_FIELDS: dict[str, str] = {f.name: f.metadata["wire"] for f in fields(JobRecord) if f.metadata["wire"]}
 """Record field -> its name in the job status, in the status's order."""
 OPTIONAL_WIRE_FIELDS = {"dry_run", "would_insert", "would_update", "would_leave_unchanged"}

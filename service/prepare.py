@@ -141,16 +141,16 @@ def claim_small_jobs(context: Context, kind: str | None, rows: int, jobs: int, h
     """
     claimed: list[JobRecord] = []
     queue = context.queues.prepare
-    for rq_job_id in queued_ids(queue, 2 * context.settings.group_max_jobs):
+    waiting = {rq_job_id: job_id_of(rq_job_id) for rq_job_id in queued_ids(queue, 2 * context.settings.group_max_jobs)}
+    # a first look at their copies in Redis, in one round trip (kind and size never change); the durable
+    # record is read only for those locked
+    copies = context.store.cached([job_id for job_id in waiting.values() if job_id is not None])
+    for rq_job_id, job_id in waiting.items():
         if len(claimed) >= jobs:
             break
-        job_id = job_id_of(rq_job_id)
-        try:
-            record = context.store.get(job_id) if job_id is not None else None
-        except Exception:  # gone from Redis: recovery will see to it
-            record = None
+        record = copies.get(job_id) if job_id is not None else None
         if record is None or (kind is not None and record.kind != kind) or record.row_count > rows:
-            continue
+            continue  # gone from Redis (recovery will see to it), or not for this group
         if not try_lock(context.store.files(record).lock, held):
             continue
         record = context.store.get(record.job_id, record.organization_id)  # as it is now that we hold its lock
