@@ -126,6 +126,7 @@ def main(
             scaling_jobs=1,
             large_warehouse_rows=1_000,
             large_warehouse_jobs=1,
+            small_staging_rounds=2,
         )
     results = run_suite(options)
     paths = write_outputs(results, out)

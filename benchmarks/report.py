@@ -444,6 +444,22 @@ def publish_table(results: Results) -> list[str]:
     return _table(["kind", "rows in batch", "warehouse MB", "publish ms", "MB/s"], rows)
 
 
+def small_staging_table(results: Results) -> list[str]:
+    rows = [
+        [
+            point["kind"],
+            f"{point['rows']:,}",
+            f"{point['body_bytes'] / 1024:,.0f}",
+            f"{point['decoded_ms']:.2f}",
+            f"{point['duckdb_ms']:.2f}",
+            f"{point['duckdb_over_decoded']:.2f}",
+        ]
+        for point in results.get("small_staging") or []
+    ]
+    header = ["kind", "rows", "body KB", "decoded, CPU ms", "DuckDB's reader, CPU ms", "DuckDB / decoded"]
+    return _table(header, rows)
+
+
 def render_markdown(results: Results) -> str:
     meta = results["meta"]
     lines = [
@@ -485,6 +501,16 @@ def render_markdown(results: Results) -> str:
         "",
         *publish_table(results),
     ]
+    if results.get("small_staging"):
+        lines += [
+            "",
+            "## Staging a small body in the API",
+            "",
+            *small_staging_table(results),
+            "",
+            "CPU per staging (median of the rounds, alternating, DuckDB's threads included): a small JSON body staged "
+            "from msgspec's decoding, as the API does, and the same body by DuckDB's reader, as a larger one is.",
+        ]
     stream = results.get("job_stream")
     if stream:
         lines += [

@@ -30,6 +30,8 @@ from benchmarks.floor import run_floor
 from benchmarks.generators import KINDS, BatchSpec, write_body
 from benchmarks.measure import rate
 from benchmarks.peers import PeerRun, dlt_available, run_dlt_arrow, run_dlt_dicts, run_per_row
+from benchmarks.small_staging import ROWS as SMALL_STAGING_ROWS
+from benchmarks.small_staging import run_small_staging
 from benchmarks.sql_peers import DELETE_INSERT, MERGE, run_sql_peer
 from service.settings import get_settings
 
@@ -62,6 +64,8 @@ class Options:
     """Inventory rows in the warehouse before the ten organizations' small jobs of the last run (0: no run)."""
     large_warehouse_jobs: int = 20
     """Small jobs each of the ten organizations posts into that warehouse."""
+    small_staging_rounds: int = 30
+    """Rounds of staging a 1,000-row body each way, per kind (benchmarks/small_staging.py)."""
     work_dir: Path | None = None
     """Where bodies, staging and scratch warehouses go (a temporary directory inside it, removed after)."""
 
@@ -290,6 +294,11 @@ def run_suite(options: Options) -> report.Results:
                 run, found_stream = _run_one(spec, options, work, sampled, stream, notes)
                 runs.append(run)
                 job_stream = found_stream or job_stream
+        small_staging = []
+        for kind in options.kinds:
+            _say(f"[{kind}] staging a {SMALL_STAGING_ROWS:,}-row body: decoded, and by DuckDB")
+            found = run_small_staging(kind, work / "small-staging", options.small_staging_rounds)
+            small_staging.append(found.as_dict())
         concurrency = _concurrency(options, work) if options.concurrency else None
     meta["load_after"] = _load()
     meta["seconds"] = time.perf_counter() - started
@@ -308,6 +317,7 @@ def run_suite(options: Options) -> report.Results:
         "linearity": report.linearity(runs),
         "job_stream": job_stream,
         "publish": publish,
+        "small_staging": small_staging,
         "concurrency": concurrency,
         "notes": list(dict.fromkeys(notes)),
     }

@@ -6,7 +6,8 @@ judged here except the request as a whole: a wrong type is a row error in the wo
 row. Files are written to a temporary name, fsynced and renamed, so a staged file is whole or absent.
 
 The files of a job are named in service/job_files.py; each format is staged by its own module here
-(from_json, from_ndjson, from_csv, from_parquet), and the body is decoded as it streams in by body.py.
+(from_json, from_ndjson, from_csv, from_parquet; a small JSON body by small_json), and the body is decoded
+as it streams in by body.py.
 
 Duplicate keys: in the top-level object they are refused (one of two arrays would be dropped unseen);
 inside a row or a line the last occurrence wins, as in JavaScript's JSON.parse and Python's json.
@@ -36,6 +37,7 @@ import polars as pl
 from contracts.common import ROW, Contract
 from service.errors import storage_error
 from service.files import commit_file, remove_quietly
+from service.staging import small_json
 from service.staging.body import BodyDecoder
 from service.staging.formats import ACCEPTED_MEDIA_TYPES, INVALID_CSV, INVALID_JSON, MEDIA_TYPES, UploadFormat
 from service.staging.from_csv import stage_csv
@@ -93,19 +95,29 @@ def stage_body(
     rows_path: Path,
     lines_path: Path | None,
     upload_format: UploadFormat = UploadFormat.JSON,
+    decoded_up_to: int = small_json.DECODED_UP_TO_BYTES,
 ) -> StagedUpload:
-    """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable."""
+    """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable.
+
+    A JSON body up to `decoded_up_to` bytes is staged from msgspec's decoding when it can be (small_json.py)."""
     size = isolate_array(body_path, contract.array_key) if upload_format is UploadFormat.JSON else 0
     rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
     lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
     # JSON rows of a kind with lines are read twice (rows, then lines), and both must stay in order
     ordered = upload_format is not UploadFormat.JSON or contract.has_lines or size < UNORDERED_FROM_BYTES
     try:
-        with staging_database(ordered=ordered) as con:
-            row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
-            if not ordered:
-                _ensure_row_order(con, rows_tmp)
-            unknown = find_unknown_fields(con, contract, upload_format, body_path, row_count)
+        decoded = None
+        if upload_format is UploadFormat.JSON and size <= decoded_up_to:
+            plain = small_json.decode(contract, body_path.read_bytes())
+            decoded = small_json.stage_decoded(contract, plain, rows_tmp, lines_tmp) if plain is not None else None
+        if decoded is not None:
+            row_count, unknown = decoded
+        else:
+            with staging_database(ordered=ordered) as con:
+                row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
+                if not ordered:
+                    _ensure_row_order(con, rows_tmp)
+                unknown = find_unknown_fields(con, contract, upload_format, body_path, row_count)
         commit_file(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             commit_file(lines_tmp, lines_path)

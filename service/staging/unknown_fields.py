@@ -5,38 +5,25 @@ CSV and Parquet name their columns once, so every unknown column is found. JSON 
 have other keys: the first SAMPLE_ROWS rows are looked at (reading every key of a million rows again
 would cost more than staging them), and the warning says how many of those had the field.
 
-A small JSON body (up to DECODED_UP_TO_BYTES) is decoded whole with msgspec and its keys counted in Python:
-a DuckDB statement's fixed cost is most of a small job's staging otherwise. The loop is over at most
-SAMPLE_ROWS rows; any other body, or one whose rows or lines are not all objects, is read by DuckDB.
+A small JSON body staged from msgspec's decoding (small_json.py) has its keys counted from that decoding,
+in Python (a loop over at most SAMPLE_ROWS rows); any other JSON or NDJSON body's keys are read by DuckDB.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import msgspec
 
 from contracts.common import Contract
 from service.staging.formats import FAILED_ROWS_COLUMNS, UploadFormat
 from service.staging.sql import literal
 
 SAMPLE_ROWS = 1000
-DECODED_UP_TO_BYTES = 512 << 10
-"""A JSON body up to this size has its keys counted from msgspec's decoding (see the module docstring)."""
-
-_Object = dict[str, msgspec.Raw]
-
-
-class _Lines(msgspec.Struct):
-    lines: list[_Object] | None = None
-
-
-_ROWS = msgspec.json.Decoder(list[_Object])
-_ROW_LINES = msgspec.json.Decoder(list[_Lines])
 
 
 @dataclass(frozen=True)
@@ -79,38 +66,34 @@ def find_unknown_fields(
 
 
 def unknown_keys(
-    con: duckdb.DuckDBPyConnection,
-    contract: Contract,
-    upload_format: UploadFormat,
-    body_path: Path,
-    row_count: int,
-    decoded_up_to: int = DECODED_UP_TO_BYTES,
+    con: duckdb.DuckDBPyConnection, contract: Contract, upload_format: UploadFormat, body_path: Path, row_count: int
 ) -> list[UnknownField]:
     """The keys of the first SAMPLE_ROWS JSON or NDJSON rows (and their lines) that are not fields."""
     looked_at = min(row_count, SAMPLE_ROWS)
     if looked_at == 0:
         return []
+    return _unknown(contract, _read_keys(con, contract, upload_format, body_path, looked_at), looked_at)
+
+
+def unknown_keys_of(
+    contract: Contract,
+    rows: Sequence[Iterable[str]],
+    lines: Sequence[Sequence[Iterable[str]] | None] | None,
+    row_count: int,
+) -> list[UnknownField]:
+    """As unknown_keys, from rows already decoded (each row's keys, and each of its lines' keys)."""
+    looked_at = min(row_count, SAMPLE_ROWS)
+    counted = collections.Counter(itertools.chain.from_iterable(rows[:looked_at]))
+    in_lines = collections.Counter(  # each key once per row, however many of its lines have it
+        itertools.chain.from_iterable(set().union(*row_lines) for row_lines in (lines or [])[:looked_at] if row_lines)
+    )
+    counted.update({f"lines[].{key}": rows for key, rows in in_lines.items()})
+    return _unknown(contract, sorted(counted.items()), looked_at)
+
+
+def _unknown(contract: Contract, counted: list[tuple[str, int]], looked_at: int) -> list[UnknownField]:
     known = _known(contract) | {f"lines[].{name}" for name in _known(contract)}
-    decoded = None
-    if upload_format is UploadFormat.JSON and body_path.stat().st_size <= decoded_up_to:
-        decoded = _decoded_keys(contract, body_path.read_bytes(), looked_at)
-    counted = decoded if decoded is not None else _read_keys(con, contract, upload_format, body_path, looked_at)
     return [UnknownField(key, rows, looked_at) for key, rows in counted if key not in known]
-
-
-def _decoded_keys(contract: Contract, array: bytes, looked_at: int) -> list[tuple[str, int]] | None:
-    """(key, rows having it) of the first `looked_at` rows and their lines, sorted by key; None when a row
-    or a line is not an object (the tolerant DuckDB reading counts the objects among them)."""
-    try:
-        rows = _ROWS.decode(array)[:looked_at]
-        lines = _ROW_LINES.decode(array)[:looked_at] if contract.has_lines else []
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return None
-    counted = collections.Counter(itertools.chain.from_iterable(rows))
-    for row in lines:
-        if row.lines:
-            counted.update({f"lines[].{key}" for key in itertools.chain.from_iterable(row.lines)})
-    return sorted(counted.items())
 
 
 def _read_keys(

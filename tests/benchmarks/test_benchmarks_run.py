@@ -46,7 +46,9 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert list((tmp_path / "work").iterdir()) == []  # scratch space is cleaned up
 
     results = json.loads((out / "latest.json").read_text())
-    assert set(results) == {"meta", "runs", "linearity", "job_stream", "publish", "concurrency", "notes", "targets"}
+    assert set(results) == {
+        "meta", "runs", "linearity", "job_stream", "publish", "small_staging", "concurrency", "notes", "targets"
+    }  # fmt: skip
     (run,) = results["runs"]
     assert (run["kind"], run["rows"]) == ("inventory", 200)
     assert run["accepted_rows"] + run["failed_rows"] == 200
@@ -70,6 +72,9 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     assert set(run["ratios"]) >= {"end_to_end_vs_floor", "end_to_end_vs_per_row", "accepted_vs_decode",
                                   "end_to_end_vs_sql_merge", "end_to_end_vs_sql_delete_insert"}  # fmt: skip
     assert results["job_stream"]["jobs"] == 3
+    (staged,) = results["small_staging"]
+    assert staged["kind"] == "inventory" and staged["decoded_ms"] > 0 and staged["duckdb_ms"] > 0
+    assert "## Staging a small body in the API" in (out / "latest.md").read_text()
     assert results["publish"][0]["warehouse_bytes"] > 0
     fairness = results["concurrency"]["fairness"]
     assert fairness["small_jobs"] >= 20 and 0 < fairness["p50_seconds"] <= fairness["p95_seconds"]
