@@ -74,7 +74,7 @@ def _validated(kind: str, staged: StagedUpload) -> tuple[pl.DataFrame, pl.DataFr
 def test_a_decoded_small_body_validates_as_duckdbs_staging_of_it(kind: str, tmp_path: Path) -> None:
     contract = KINDS[kind].contract
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(rows=_bodies(kind), ascii_only=st.booleans())
     def check(rows: list[dict[str, Any]], ascii_only: bool) -> None:
         body = json.dumps({contract.array_key: rows}, ensure_ascii=ascii_only, separators=(",", ":")).encode()
