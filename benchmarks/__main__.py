@@ -127,6 +127,7 @@ def main(
             large_warehouse_rows=1_000,
             large_warehouse_jobs=1,
             small_staging_rounds=2,
+            apply_rounds=1,
         )
     results = run_suite(options)
     paths = write_outputs(results, out)

@@ -460,6 +460,14 @@ def small_staging_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
+def apply_runs_table(results: Results) -> list[str]:
+    rows = [
+        [f"{run['jobs']}", f"{run['rows_per_job']:,}", f"{run['transaction_ms']:.1f}", f"{run['per_job_ms']:.1f}"]
+        for run in results.get("apply_runs") or []
+    ]
+    return _table(["jobs in the transaction", "rows per job", "CPU ms per transaction", "CPU ms per job"], rows)
+
+
 def render_markdown(results: Results) -> str:
     meta = results["meta"]
     lines = [
@@ -510,6 +518,16 @@ def render_markdown(results: Results) -> str:
             "",
             "CPU per staging (median of the rounds, alternating, DuckDB's threads included): a small JSON body staged "
             "from msgspec's decoding, as the API does, and the same body by DuckDB's reader, as a larger one is.",
+        ]
+    if results.get("apply_runs"):
+        lines += [
+            "",
+            "## One apply transaction, by the small jobs it merges",
+            "",
+            *apply_runs_table(results),
+            "",
+            "Inventory jobs of one organization applied together by `warehouse.apply_jobs`, in the benchmark's "
+            "process (median CPU, DuckDB's threads included): what a transaction costs whatever it merges.",
         ]
     stream = results.get("job_stream")
     if stream:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
+from benchmarks.apply_runs import run_apply_runs
 from benchmarks.breakdown import run_breakdown
 from benchmarks.concurrency import run_fairness, run_scaling
 from benchmarks.end_to_end import import_end_to_end, run_job_stream, running_service
@@ -66,6 +67,8 @@ class Options:
     """Small jobs each of the ten organizations posts into that warehouse."""
     small_staging_rounds: int = 30
     """Rounds of staging a 1,000-row body each way, per kind (benchmarks/small_staging.py)."""
+    apply_rounds: int = 8
+    """Transactions timed per run size (benchmarks/apply_runs.py)."""
     work_dir: Path | None = None
     """Where bodies, staging and scratch warehouses go (a temporary directory inside it, removed after)."""
 
@@ -299,6 +302,8 @@ def run_suite(options: Options) -> report.Results:
             _say(f"[{kind}] staging a {SMALL_STAGING_ROWS:,}-row body: decoded, and by DuckDB")
             found = run_small_staging(kind, work / "small-staging", options.small_staging_rounds)
             small_staging.append(found.as_dict())
+        _say("[apply] one transaction of 1, 2, 4 and 8 small jobs")
+        apply_runs = [run.as_dict() for run in run_apply_runs(work / "apply-runs", options.apply_rounds)]
         concurrency = _concurrency(options, work) if options.concurrency else None
     meta["load_after"] = _load()
     meta["seconds"] = time.perf_counter() - started
@@ -318,6 +323,7 @@ def run_suite(options: Options) -> report.Results:
         "job_stream": job_stream,
         "publish": publish,
         "small_staging": small_staging,
+        "apply_runs": apply_runs,
         "concurrency": concurrency,
         "notes": list(dict.fromkeys(notes)),
     }

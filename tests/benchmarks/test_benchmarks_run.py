@@ -47,7 +47,8 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
 
     results = json.loads((out / "latest.json").read_text())
     assert set(results) == {
-        "meta", "runs", "linearity", "job_stream", "publish", "small_staging", "concurrency", "notes", "targets"
+        "meta", "runs", "linearity", "job_stream", "publish", "small_staging", "apply_runs", "concurrency", "notes",
+        "targets",
     }  # fmt: skip
     (run,) = results["runs"]
     assert (run["kind"], run["rows"]) == ("inventory", 200)
@@ -75,6 +76,8 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     (staged,) = results["small_staging"]
     assert staged["kind"] == "inventory" and staged["decoded_ms"] > 0 and staged["duckdb_ms"] > 0
     assert "## Staging a small body in the API" in (out / "latest.md").read_text()
+    assert [run["jobs"] for run in results["apply_runs"]] == [1, 2, 4, 8]
+    assert all(run["transaction_ms"] > 0 for run in results["apply_runs"])
     assert results["publish"][0]["warehouse_bytes"] > 0
     fairness = results["concurrency"]["fairness"]
     assert fairness["small_jobs"] >= 20 and 0 < fairness["p50_seconds"] <= fairness["p95_seconds"]
