@@ -34,6 +34,8 @@ from transforms import Prepared
 
 LAST_JOB = "last_job_id"
 """Lineage: the job that last wrote a row. A column of the incoming rows when jobs are applied together."""
+ORGANIZATION = "organization_id"
+"""A column of the incoming rows when jobs of several organizations are applied together; else `$org`."""
 _POSITION = "__position"
 """An incoming row's place in its frame: what tells a matched row from a new one."""
 CHECKPOINT_THRESHOLD = "1GB"
@@ -259,30 +261,31 @@ def apply_jobs(
     failed: Sequence[JobRecord] = (),
     before_commit: Callable[[], None] | None = None,
 ) -> datetime:
-    """Consecutive jobs of one organization and kind, in the order given, and the import_jobs rows of
-    failed jobs of that organization, as one transaction; returns the moment their rows were written
-    (the completedAt of the merged jobs).
+    """Jobs of one kind, each organization's in the order given, and the import_jobs rows of failed jobs,
+    as one transaction; returns the moment their rows were written (the completedAt of the merged jobs).
 
-    The warehouse ends as if each job had been applied after the one before it (see combine_jobs);
-    what a stream of small jobs gains is one scan of each large table for all of them, not one per
-    job. A process killed before COMMIT leaves nothing of any of them behind (DuckDB logs a
-    transaction to its WAL only when it commits); `before_commit` is the test hook that holds it open.
+    The warehouse ends as if each job had been applied after the one before it of its organization (see
+    combine_jobs); what a stream of small jobs gains is one scan of each large table and one set of
+    statements for all of them, not one per job. A process killed before COMMIT leaves nothing of any
+    of them behind (DuckDB logs a transaction to its WAL only when it commits); `before_commit` is the
+    test hook that holds it open.
     """
     records = [record for _, record in jobs]
-    organizations = {record.organization_id for record in [*records, *failed]}
+    organizations = {record.organization_id for record in records}
     kinds = {record.kind for record in records}
-    if len(organizations) != 1 or len(kinds) > 1 or (records and tables is None):
-        raise ValueError(f"one transaction applies jobs of one organization and kind, not {organizations}, {kinds}")
-    (organization_id,) = organizations
+    if len(kinds) > 1 or (records and tables is None):
+        raise ValueError(f"one transaction applies jobs of one kind, not {kinds}")
     now = datetime.now(UTC).replace(tzinfo=None)
-    lineage: dict[str, object] = {"org": organization_id, "now": now}
+    lineage: dict[str, object] = {"now": now}
+    if len(organizations) == 1:  # the organization is one parameter, not a column of a million copies
+        (lineage["org"],) = organizations
     con.execute("BEGIN TRANSACTION")
     try:
         if records and tables is not None:
-            if len(jobs) == 1:  # the job's id is one parameter, not a column of a million copies
+            if len(jobs) == 1:  # the job's id is one parameter too
                 combined, lineage["job"] = jobs[0][0], records[0].job_id
             else:
-                combined = combine_jobs(tables, [(prepared, record.job_id) for prepared, record in jobs])
+                combined = combine_jobs(tables, [(prepared, record) for prepared, record in jobs])
             for table, references in combined.references.items():
                 _insert_stubs(con, table, references, lineage)
             _merge_rows(con, tables.rows, combined.rows, lineage)
@@ -301,28 +304,33 @@ def apply_jobs(
     return written
 
 
-def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, str]]) -> Prepared:
-    """What applying the jobs one after the other leaves, as one job whose rows carry `last_job_id`.
+def combine_jobs(tables: KindTables, jobs: Sequence[tuple[Prepared, JobRecord]]) -> Prepared:
+    """What applying the jobs one after the other leaves, as one job whose rows carry `last_job_id`,
+    and `organization_id` when the jobs are of several organizations (keys are then theirs).
 
     Each job's rows are unique by key already (last wins within a request, with warnings); across
     jobs the later one wins silently, as it would applied later. Lines are those of the winning
     header. A stub belongs to the first job that named it, as applied in order.
     """
+    several = len({record.organization_id for _, record in jobs}) > 1
+    owner = [ORGANIZATION] if several else []
 
-    def tagged(frame: pl.DataFrame, job_id: str) -> pl.DataFrame:
-        return frame.with_columns(pl.lit(job_id, dtype=pl.String()).alias(LAST_JOB))
+    def tagged(frame: pl.DataFrame, record: JobRecord) -> pl.DataFrame:
+        job = pl.lit(record.job_id, dtype=pl.String()).alias(LAST_JOB)
+        return frame.with_columns(job, *[pl.lit(record.organization_id, dtype=pl.String()).alias(c) for c in owner])
 
-    rows = pl.concat([tagged(prepared.rows, job_id) for prepared, job_id in jobs])
-    rows = rows.unique(subset=list(tables.rows.key), keep="last", maintain_order=True)
+    rows = pl.concat([tagged(prepared.rows, record) for prepared, record in jobs])
+    rows = rows.unique(subset=[*owner, *tables.rows.key], keep="last", maintain_order=True)
     lines = None
     if tables.lines is not None:
-        lines = pl.concat([tagged(p.lines, job_id) for p, job_id in jobs if p.lines is not None])
-        winners = rows.select(*tables.rows.key, LAST_JOB)
-        lines = lines.join(winners, on=[*tables.rows.key, LAST_JOB], how="semi", maintain_order="left")
+        lines = pl.concat([tagged(p.lines, record) for p, record in jobs if p.lines is not None])
+        winners = rows.select(*owner, *tables.rows.key, LAST_JOB)
+        lines = lines.join(winners, on=[*owner, *tables.rows.key, LAST_JOB], how="semi", maintain_order="left")
     references: dict[str, pl.DataFrame] = {}
     for table in dict.fromkeys(table for prepared, _ in jobs for table in prepared.references):
-        named = [tagged(p.references[table], job_id) for p, job_id in jobs if table in p.references]
-        references[table] = pl.concat(named).unique(subset=STUB_KEYS[table], keep="first", maintain_order=True)
+        named = [tagged(p.references[table], record) for p, record in jobs if table in p.references]
+        stubs = pl.concat(named)
+        references[table] = stubs.unique(subset=[*owner, STUB_KEYS[table]], keep="first", maintain_order=True)
     return Prepared(rows=rows, lines=lines, references=references)
 
 
@@ -433,6 +441,16 @@ def _job_columns(frame: pl.DataFrame) -> tuple[list[str], list[str]]:
     return ([], []) if LAST_JOB in frame.columns else ([LAST_JOB], ["$job"])
 
 
+def _owner(frame: pl.DataFrame) -> str:
+    """The incoming rows' organization: their column when they are of several, else the one parameter."""
+    return f"s.{ORGANIZATION}" if ORGANIZATION in frame.columns else "$org"
+
+
+def _values(frame: pl.DataFrame, key: Sequence[str] = ()) -> list[str]:
+    """The frame's columns that are inserted as they are (not the key, not the organization)."""
+    return [c for c in frame.columns if c not in key and c != ORGANIZATION]
+
+
 def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
     """Let SQL read a frame as it is: DuckDB's own `register` of a Polars frame exports its strings as
     Arrow large_string, a copy of every one (hundreds of MB for a large job); string views are read as
@@ -442,7 +460,12 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) ->
 
 def _execute(con: duckdb.DuckDBPyConnection, sql: str, lineage: dict[str, object]) -> None:
     """Run a statement with the lineage parameters it names (DuckDB refuses ones it does not)."""
-    con.execute(sql, {name: value for name, value in lineage.items() if f"${name}" in sql})
+    con.execute(sql, _parameters(sql, lineage))
+
+
+def _parameters(sql: str, lineage: dict[str, object]) -> dict[str, object]:
+    """The lineage parameters a statement names (DuckDB refuses ones it does not)."""
+    return {name: value for name, value in lineage.items() if re.search(rf"\${name}\b", sql)}
 
 
 def _insert_stubs(
@@ -452,13 +475,14 @@ def _insert_stubs(
     key = STUB_KEYS[table]
     job = f"s.{LAST_JOB}" if LAST_JOB in references.columns else "$job"
     names, values = [*columns, LAST_JOB], [*columns.values(), job]
+    owner = _owner(references)
     _register(con, "incoming_refs", references)
     try:
         _execute(
             con,
             f"INSERT INTO {table} (organization_id, {', '.join(names)}, auto_created, created_at, updated_at)"
-            f" SELECT $org, {', '.join(values)}, true, $now, $now FROM incoming_refs s"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = $org AND t.{key} = s.{key})",
+            f" SELECT {owner}, {', '.join(values)}, true, $now, $now FROM incoming_refs s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.organization_id = {owner} AND t.{key} = s.{key})",
             lineage,
         )
     finally:
@@ -474,15 +498,17 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
     rows was slower and held its undo in memory (1.3 GB to update 5M rows of 10M), and the checkpoint
     vacuums what was deleted.
     """
-    values = [c for c in rows.columns if c not in table.key]
+    values = _values(rows, table.key)
     flag = ["auto_created"] if table.auto_created else []  # an imported row is real, even where a stub was
     job_column, job_value = _job_columns(rows)
+    owner = _owner(rows)
     _register(con, "incoming_rows", rows.with_row_index(_POSITION))
     try:
-        con.execute(
+        _execute(
+            con,
             f"CREATE OR REPLACE TEMP TABLE matched_rows AS SELECT t.rowid AS __rid, s.{_POSITION}, t.created_at"
-            f" FROM {table.name} t JOIN incoming_rows s ON t.organization_id = $org AND {_key_match(table.key)}",
-            {"org": lineage["org"]},
+            f" FROM {table.name} t JOIN incoming_rows s ON t.organization_id = {owner} AND {_key_match(table.key)}",
+            lineage,
         )
         if _any_rows(con, "matched_rows"):  # a DuckLake transaction that deletes nothing conflicts with nobody
             con.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT __rid FROM matched_rows)")
@@ -491,7 +517,7 @@ def _merge_rows(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame
         _execute(
             con,
             f"INSERT INTO {table.name} (organization_id, {', '.join(columns + flag + job_column)}, created_at,"
-            f" updated_at) SELECT $org, {', '.join(inserted)}, coalesce(m.created_at, $now), $now"
+            f" updated_at) SELECT {owner}, {', '.join(inserted)}, coalesce(m.created_at, $now), $now"
             f" FROM incoming_rows s LEFT JOIN matched_rows m ON m.{_POSITION} = s.{_POSITION}",
             lineage,
         )
@@ -513,16 +539,22 @@ def _replace_lines(
     _register(con, "incoming_rows", headers)
     _register(con, "incoming_lines", lines)
     try:
-        held = f" WHERE organization_id = $org AND {order_key} IN (SELECT {order_key} FROM incoming_rows)"
-        if _any_rows(con, lines_table.name, held, {"org": lineage["org"]}):
-            con.execute(f"DELETE FROM {lines_table.name}{held}", {"org": lineage["org"]})
-        columns = list(lines.columns)
+        if ORGANIZATION in headers.columns:
+            held = (
+                f" WHERE rowid IN (SELECT t.rowid FROM {lines_table.name} t SEMI JOIN incoming_rows s"
+                f" ON t.organization_id = s.{ORGANIZATION} AND t.{order_key} = s.{order_key})"
+            )
+        else:
+            held = f" WHERE organization_id = $org AND {order_key} IN (SELECT {order_key} FROM incoming_rows)"
+        if _any_rows(con, lines_table.name, held, _parameters(held, lineage)):
+            _execute(con, f"DELETE FROM {lines_table.name}{held}", lineage)
+        columns = _values(lines)
         job_column, job_value = _job_columns(lines)
         inserted = [f"s.{c}" for c in columns] + job_value
         _execute(
             con,
             f"INSERT INTO {lines_table.name} (organization_id, {', '.join(columns + job_column)}, created_at,"
-            f" updated_at) SELECT $org, {', '.join(inserted)}, $now, $now FROM incoming_lines s",
+            f" updated_at) SELECT {_owner(lines)}, {', '.join(inserted)}, $now, $now FROM incoming_lines s",
             lineage,
         )
     finally:

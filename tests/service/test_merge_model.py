@@ -34,6 +34,7 @@ from tests.conftest import S3Server, new_catalog
 from transforms import Prepared
 
 ORG = "acme"
+ORGANIZATIONS = st.sampled_from([ORG, "globex"])
 SKUS = st.sampled_from(["A", "B", "C", " A "])
 LOCATIONS = st.sampled_from(["L1", "L2"])
 QUANTITY = st.one_of(st.integers(0, 5), st.just(-1), st.just("x"))  # -1 and "x" are bad rows
@@ -51,21 +52,20 @@ po_row = st.fixed_dictionaries(
         "lines": st.lists(po_line, min_size=0, max_size=3),
     }
 )
-imports = st.lists(
-    st.one_of(
-        st.tuples(st.just("inventory"), st.lists(inventory_row, max_size=6)),
-        st.tuples(st.just("catalog"), st.lists(catalog_row, max_size=4)),
-        st.tuples(st.just("purchase-orders"), st.lists(po_row, max_size=3)),
-    ),
-    min_size=1,
-    max_size=5,
+one_import = st.one_of(
+    st.tuples(st.just("inventory"), st.lists(inventory_row, max_size=6)),
+    st.tuples(st.just("catalog"), st.lists(catalog_row, max_size=4)),
+    st.tuples(st.just("purchase-orders"), st.lists(po_row, max_size=3)),
 )
+imports = st.lists(one_import, min_size=1, max_size=5)
+imports_of_organizations = st.lists(st.tuples(ORGANIZATIONS, one_import), min_size=1, max_size=8)
 
 
 class Model:
     """The warehouse as CONTRACT.md describes it, applied row by row."""
 
-    def __init__(self) -> None:
+    def __init__(self, organization: str = ORG) -> None:
+        self.organization = organization
         self.products: dict[str, tuple[str, bool]] = {}
         self.locations: dict[str, bool] = {}
         self.suppliers: dict[str, bool] = {}
@@ -76,7 +76,7 @@ class Model:
         self.products.setdefault(sku, (sku, True))
 
     def stub_location(self, location: str) -> None:
-        self.locations.setdefault(f"{ORG}-{location}", True)
+        self.locations.setdefault(f"{self.organization}-{location}", True)
 
     def apply(self, kind: str, rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -89,7 +89,10 @@ class Model:
         sku = row["skuId"].strip()
         self.stub_product(sku)
         self.stub_location(row["locationId"])
-        self.inventory[(sku, f"{ORG}-{row['locationId']}")] = (float(quantity), float(row.get("reorderPoint", 0)))
+        self.inventory[(sku, f"{self.organization}-{row['locationId']}")] = (
+            float(quantity),
+            float(row.get("reorderPoint", 0)),
+        )
 
     def apply_catalog(self, row: dict[str, Any]) -> None:
         sku = row["externalId"].strip()
@@ -105,23 +108,25 @@ class Model:
             self.stub_product(line["skuId"].strip())
         self.purchase_orders[row["externalPoNumber"]] = (
             row["supplierId"],
-            f"{ORG}-{row['destinationLocationId']}",
+            f"{self.organization}-{row['destinationLocationId']}",
             [(i + 1, line["skuId"].strip(), float(line["quantity"])) for i, line in enumerate(lines)],
         )
 
 
-def _prepare(directory: Path, kind: str, rows: list[dict[str, Any]]) -> tuple[Prepared, JobRecord]:
+def _prepare(
+    directory: Path, kind: str, rows: list[dict[str, Any]], organization: str = ORG
+) -> tuple[Prepared, JobRecord]:
     """Stage, validate and transform as the API and prepare do, through the prepared files apply reads."""
     contract = KINDS[kind].contract
-    files = JobFiles.of(directory / "staging", ORG, secrets.token_hex(16))
+    files = JobFiles.of(directory / "staging", organization, secrets.token_hex(16))
     files.directory.mkdir(parents=True, exist_ok=True)
     files.body.write_text(json.dumps({contract.array_key: rows}))
     staged = stage_body(contract, files.body, files.rows, files.lines if contract.has_lines else None)
     raw_lines = pl.read_parquet(files.lines) if contract.has_lines else None
     validated = validate(contract, pl.read_parquet(staged.rows_path), raw_lines)
-    write_prepared(files, KINDS[kind].prepare(validated, ORG), in_one_file=len(rows) % 2 == 0)  # both ways
+    write_prepared(files, KINDS[kind].prepare(validated, organization), in_one_file=len(rows) % 2 == 0)  # both ways
     now = iso(utc_now())
-    record = JobRecord(files.job_id, ORG, kind, "PROCESSING", len(rows), now, started_at=now)
+    record = JobRecord(files.job_id, organization, kind, "PROCESSING", len(rows), now, started_at=now)
     return read_prepared(files, contract.has_lines), record
 
 
@@ -156,9 +161,17 @@ def _apply(live: warehouse.Warehouse, directory: Path, kind: str, rows: list[dic
     _apply_together(live, directory, kind, [rows])
 
 
-def _apply_together(live: warehouse.Warehouse, directory: Path, kind: str, imports: list[list[dict[str, Any]]]) -> None:
-    """Consecutive imports of one kind in one transaction, as the applier applies a run of small jobs."""
-    jobs = [_prepare(directory, kind, rows) for rows in imports]
+def _apply_together(
+    live: warehouse.Warehouse,
+    directory: Path,
+    kind: str,
+    imports: list[list[dict[str, Any]]],
+    organizations: Any = None,
+) -> None:
+    """Consecutive imports of one kind in one transaction, as the applier applies a run of small jobs
+    (of `organizations`, one per import, if given)."""
+    owners = organizations or [ORG] * len(imports)
+    jobs = [_prepare(directory, kind, rows, owner) for rows, owner in zip(imports, owners, strict=True)]
     with live.cursor() as con:
         warehouse.apply_jobs(con, KINDS[kind].tables, jobs)
 
@@ -183,24 +196,27 @@ def _assert_matches(live: warehouse.Warehouse, directory: Path, model: Model) ->
 
 
 def _compare(directory: Path, model: Model, _read: Any) -> None:
-    assert _read(directory, "SELECT external_id, name, auto_created FROM products ORDER BY 1") == sorted(
+    mine = f" WHERE organization_id = '{model.organization}'"
+    assert _read(directory, f"SELECT external_id, name, auto_created FROM products{mine} ORDER BY 1") == sorted(
         (k, *v) for k, v in model.products.items()
     )
-    assert _read(directory, "SELECT location_id, auto_created FROM locations ORDER BY 1") == sorted(
+    assert _read(directory, f"SELECT location_id, auto_created FROM locations{mine} ORDER BY 1") == sorted(
         model.locations.items()
     )
-    assert _read(directory, "SELECT external_id, auto_created FROM suppliers ORDER BY 1") == sorted(
+    assert _read(directory, f"SELECT external_id, auto_created FROM suppliers{mine} ORDER BY 1") == sorted(
         model.suppliers.items()
     )
     assert _read(
-        directory, "SELECT sku_id, location_id, quantity_on_hand, min_quantity FROM inventory_levels ORDER BY 1, 2"
+        directory,
+        f"SELECT sku_id, location_id, quantity_on_hand, min_quantity FROM inventory_levels{mine} ORDER BY 1, 2",
     ) == sorted((*k, *v) for k, v in model.inventory.items())
     assert _read(
-        directory, "SELECT external_po_number, supplier_id, destination_location_id FROM purchase_orders ORDER BY 1"
+        directory,
+        f"SELECT external_po_number, supplier_id, destination_location_id FROM purchase_orders{mine} ORDER BY 1",
     ) == sorted((k, v[0], v[1]) for k, v in model.purchase_orders.items())
     assert _read(
         directory,
-        "SELECT external_po_number, line_number, sku_id, quantity FROM purchase_order_lines ORDER BY 1, 2",
+        f"SELECT external_po_number, line_number, sku_id, quantity FROM purchase_order_lines{mine} ORDER BY 1, 2",
     ) == sorted((po, *line) for po, v in model.purchase_orders.items() for line in v[2])
     for tables in (kind.tables for kind in KINDS.values()):
         for spec in (tables.rows, tables.lines):
@@ -213,13 +229,13 @@ def _compare(directory: Path, model: Model, _read: Any) -> None:
             assert duplicates == [], f"duplicate keys in {spec.name}"
 
 
-def _property(backend: Backend, check: Callable[[Backend, list[tuple[str, list[dict[str, Any]]]]], None]) -> None:
+def _property(backend: Backend, check: Callable[[Backend, Any], None], sequences: Any = imports) -> None:
     """Run `check` on as many generated sequences of imports as the backend takes."""
     examples = settings(
         max_examples=backend.examples, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )  # fmt: skip
-    examples(given(sequence=imports)(lambda sequence: check(backend, sequence)))()
+    examples(given(sequence=sequences)(lambda sequence: check(backend, sequence)))()
 
 
 def _each_import_twice(backend: Backend, sequence: list[tuple[str, list[dict[str, Any]]]]) -> None:
@@ -246,6 +262,26 @@ def _runs_together(backend: Backend, sequence: list[tuple[str, list[dict[str, An
             _assert_matches(live, directory, model)
 
 
+def _organizations_together(backend: Backend, sequence: list[tuple[str, tuple[str, list[dict[str, Any]]]]]) -> None:
+    models = {organization: Model(organization) for organization in ("acme", "globex")}
+    with tempfile.TemporaryDirectory() as name, _held(backend, Path(name)) as live:
+        directory = Path(name)
+        for kind, run in itertools.groupby(sequence, key=lambda each: each[1][0]):
+            imports = list(run)
+            _apply_together(live, directory, kind, [rows for _, (_, rows) in imports], [org for org, _ in imports])
+            for organization, (_, rows) in imports:
+                models[organization].apply(kind, rows)
+            for model in models.values():
+                _assert_matches(live, directory, model)
+        with live.cursor() as con:  # every row was last written by a job of its own organization
+            for table in warehouse.TABLES[:-1]:
+                (foreign,) = con.execute(
+                    f"SELECT count(*) FROM {table} t JOIN import_jobs j ON j.job_id = t.last_job_id"
+                    " WHERE j.organization_id <> t.organization_id"
+                ).fetchone() or (None,)
+                assert foreign == 0, table
+
+
 def test_warehouse_equals_reference_model(backend: Backend) -> None:
     _property(backend, _each_import_twice)
 
@@ -253,3 +289,8 @@ def test_warehouse_equals_reference_model(backend: Backend) -> None:
 def test_consecutive_imports_applied_together_equal_the_model(backend: Backend) -> None:
     """What the worker does with a queue of small jobs: each run of one kind in one transaction."""
     _property(backend, _runs_together)
+
+
+def test_jobs_of_several_organizations_applied_together_equal_each_ones_model(backend: Backend) -> None:
+    """What the applier does with the small jobs of several organizations ready at once: one transaction."""
+    _property(backend, _organizations_together, imports_of_organizations)
