@@ -6,6 +6,11 @@ first unsettled job of the organization is ready (prepared, or FAILED and its im
 written), applies the run of ready jobs at the head in one transaction. Lanes of other organizations
 run at the same time, each in a transaction of its own: no organization waits for another's merge.
 
+A transaction costs about the same whatever few small jobs it merges, so a run of small jobs takes along
+the runs of the same kind that other organizations have ready, whose apply jobs wait in the queue and
+whose locks no lane holds (`join_waiting`): one transaction for all of them, each organization's jobs
+still in its order. Their organizations are asked about again once their locks are let go.
+
 A run is the ready jobs at the head up to the first that is not prepared yet: one large job, or small
 jobs of one kind up to STOCKYARD_GROUP_MAX_ROWS rows and STOCKYARD_GROUP_MAX_JOBS jobs, merged as if
 one after the other (warehouse.combine_jobs); FAILED jobs in it add their import_jobs rows. A job that
@@ -33,6 +38,7 @@ from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, remove_lock, try_lock
 from service.kinds import KINDS
 from service.prepare import fail_job, is_transient, read_prepared, transient_reason
+from service.queue import APPLY_PREFIX, queued_ids
 from service.warehouse import KindTables, applied_at, apply_jobs, count_changes
 from service.webhooks import notify_job_ended
 from transforms import Prepared
@@ -72,12 +78,17 @@ def apply_organization(organization_id: str) -> int:
                 if not try_lock(apply_lock_path(applier.settings.staging_dir, organization_id), held):
                     return settled  # another lane has the organization; it looks again once it lets go
                 while (run := ready_run(applier, organization_id)) and not applier.stopping.is_set():
-                    try:
-                        settled += apply_run(applier, run)
-                    except Exception as error:
-                        if is_transient(error):
-                            _show_waiting(applier, run, f"{transient_reason(error)}; tried again in {backoff:.0f} s")
-                        raise
+                    with ExitStack() as theirs:
+                        joined: list[str] = []
+                        theirs.callback(_ask_again, applier, joined)  # last: once their locks are let go
+                        joined += join_waiting(applier, organization_id, run, theirs)
+                        try:
+                            settled += apply_run(applier, run)
+                        except Exception as error:
+                            if is_transient(error):
+                                reason = f"{transient_reason(error)}; tried again in {backoff:.0f} s"
+                                _show_waiting(applier, run, reason)
+                            raise
                     backoff = TRANSIENT_BACKOFF_SECONDS
             # a job may have become ready after the last look and before the lock was let go: its own
             # apply job found the lock taken, so look again now that it is free
@@ -90,6 +101,54 @@ def apply_organization(organization_id: str) -> int:
             if applier.stopping.wait(backoff):
                 return settled
             backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
+
+
+def join_waiting(applier: Applier, organization_id: str, run: Run, held: ExitStack) -> list[str]:
+    """Add to a run of small jobs the ready runs of that kind of the organizations whose apply jobs wait
+    in the queue, within the group's limits, holding their locks in `held`; the organizations joined."""
+    settings = applier.settings
+    if not run.jobs or run.jobs[0].dry_run or run.jobs[0].row_count > settings.group_max_rows:
+        return []
+    kind, rows = run.jobs[0].kind, sum(record.row_count for record in run.jobs)
+    joined: list[str] = []
+    for other in waiting_organizations(applier, settings.group_max_jobs):
+        if other == organization_id or other in joined or len(run.jobs) >= settings.group_max_jobs:
+            continue
+        with ExitStack() as lock:
+            if not try_lock(apply_lock_path(settings.staging_dir, other), lock):
+                continue  # a lane applies it now
+            theirs = ready_run(applier, other)
+            taken: list[JobRecord] = []
+            for record in theirs.jobs:
+                if (record.kind != kind or record.dry_run or rows + record.row_count > settings.group_max_rows
+                        or len(run.jobs) + len(taken) >= settings.group_max_jobs):  # fmt: skip
+                    break
+                taken.append(record)
+                rows += record.row_count
+            if not taken:
+                continue
+            run.jobs.extend(taken)
+            run.failed.extend(theirs.failed)
+            joined.append(other)
+            held.enter_context(lock.pop_all())
+    return joined
+
+
+def waiting_organizations(applier: Applier, limit: int) -> list[str]:
+    """The organizations of the first `limit` apply jobs in the queue (`apply-{org}-{token}`)."""
+    names = queued_ids(applier.queues.apply, limit)
+    return list(dict.fromkeys(name[len(APPLY_PREFIX) :].rsplit("-", 1)[0] for name in names))
+
+
+def _ask_again(applier: Applier, organizations: list[str]) -> None:
+    """Organizations whose jobs a lane applied with its own: a job that became ready meanwhile found their
+    lock taken, so queue an apply job for each that has a ready head again."""
+    for organization_id in organizations:
+        try:
+            if ready_run(applier, organization_id):
+                applier.queues.kick_apply(organization_id)
+        except Exception:  # recovery asks again for organizations with unsettled jobs
+            logger.warning("could not ask again for the jobs of %s", organization_id, exc_info=True)
 
 
 def _show_waiting(applier: Applier, run: Run, reason: str) -> None:

@@ -133,3 +133,29 @@ def test_a_group_stops_at_its_row_limit_and_a_large_job_goes_alone(api: Api, mon
     assert commits[0] == commits[1]  # two rows: the limit
     assert len(set(commits)) == 4  # the third small job, the large one and the last each commit alone
     assert api.query("SELECT count(*) FROM suppliers") == [(7,)]
+
+
+def test_small_jobs_of_several_organizations_ready_at_once_commit_together(api: Api) -> None:
+    globex, initech = api.create_key("globex"), api.create_key("initech")
+    acme_ids = [
+        accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": n}]}) for n in (1, 2)
+    ]
+    globex_id = accept(api, "inventory", {"levels": [{"skuId": "A", "locationId": "L", "quantityOnHand": 5}]}, globex)
+    initech_id = accept(api, "catalog", {"products": [{"externalId": "A", "name": "Lamp"}]}, initech)
+    api.work()
+
+    done = [*statuses(api, acme_ids), *statuses(api, [globex_id], globex)]
+    (catalog,) = statuses(api, [initech_id], initech)
+    assert [s["status"] for s in [*done, catalog]] == ["COMPLETED"] * 4
+    assert len({s["completedAt"] for s in done}) == 1  # one commit for both organizations' inventory
+    assert catalog["completedAt"] != done[0]["completedAt"]  # another kind: a transaction of its own
+    levels = api.query("SELECT organization_id, location_id, quantity_on_hand, last_job_id FROM inventory_levels")
+    assert sorted(levels) == [("acme", "acme-L", 2.0, acme_ids[1]), ("globex", "globex-L", 5.0, globex_id)]
+    products = api.query("SELECT organization_id, external_id, name, auto_created, last_job_id FROM products")
+    assert sorted(products) == [
+        ("acme", "A", "A", True, acme_ids[0]),  # each organization's stub is its own first job's
+        ("globex", "A", "A", True, globex_id),
+        ("initech", "A", "Lamp", False, initech_id),
+    ]
+    jobs = api.query("SELECT organization_id, count(*) FROM import_jobs WHERE status = 'COMPLETED' GROUP BY 1")
+    assert sorted(jobs) == [("acme", 2), ("globex", 1), ("initech", 1)]
