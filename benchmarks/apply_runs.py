@@ -1,9 +1,10 @@
 """What one apply transaction costs, by how many small jobs it merges: the applier's fixed cost per run.
 
-The applier merges a run of one organization's small jobs in one transaction (service/apply.py). Here
-runs of 1, 2, 4 and 8 prepared 1,000-row inventory jobs are applied with `warehouse.apply_jobs` in the
-benchmark's process, into a warehouse file of its own, and the CPU of each transaction is taken
-(DuckDB's threads included); the median per run size is reported, per transaction and per job.
+The applier merges a run of small jobs in one transaction, with the ready runs of other organizations
+(service/apply.py). Here runs of 1, 2, 4 and 8 prepared 1,000-row inventory jobs, of one organization
+and then of as many organizations, are applied with `warehouse.apply_jobs` in the benchmark's process,
+into a warehouse file of its own, and the CPU of each transaction is taken (DuckDB's threads included);
+the median per run is reported, per transaction and per job.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from service.kinds import KINDS
 from service.staging import stage_body
 
 RUN_SIZES = (1, 2, 4, 8)
+RUNS = [(size, 1) for size in RUN_SIZES] + [(size, size) for size in RUN_SIZES[1:]]
+"""(jobs, organizations) of each run measured: one organization's jobs, then one job of each of several."""
 ROWS = 1_000
 KIND = "inventory"
 ORGANIZATION = "bench"
@@ -33,6 +36,7 @@ ORGANIZATION = "bench"
 @dataclass(frozen=True)
 class ApplyRun:
     jobs: int
+    organizations: int
     rows_per_job: int
     transaction_ms: float
 
@@ -54,20 +58,21 @@ def run_apply_runs(work: Path, rounds: int = 8) -> list[ApplyRun]:
             staged = stage_body(contract, body, work / "rows.parquet", None)
             validated.append(validate(contract, pl.read_parquet(staged.rows_path)))
         found, count = [], 0
-        for size in RUN_SIZES:
+        for size, organizations in RUNS:
             cpu = []
             for _ in range(rounds + 1):  # the first round warms up, untimed
                 jobs = []
                 for index in range(size):
                     count += 1
                     now = iso(utc_now())
-                    record = JobRecord(f"{count:032x}", ORGANIZATION, KIND, "PROCESSING", ROWS, now, started_at=now)
-                    jobs.append((kind.prepare(validated[index], ORGANIZATION), record))
+                    owner = f"{ORGANIZATION}-{index % organizations}"
+                    record = JobRecord(f"{count:032x}", owner, KIND, "PROCESSING", ROWS, now, started_at=now)
+                    jobs.append((kind.prepare(validated[index], owner), record))
                 with live.cursor() as con:
                     started = time.process_time()
                     warehouse.apply_jobs(con, kind.tables, jobs)
                     cpu.append(time.process_time() - started)
-            found.append(ApplyRun(size, ROWS, statistics.median(cpu[1:]) * 1000))
+            found.append(ApplyRun(size, organizations, ROWS, statistics.median(cpu[1:]) * 1000))
         return found
     finally:
         live.release()

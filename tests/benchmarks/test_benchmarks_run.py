@@ -76,7 +76,9 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     (staged,) = results["small_staging"]
     assert staged["kind"] == "inventory" and staged["decoded_ms"] > 0 and staged["duckdb_ms"] > 0
     assert "## Staging a small body in the API" in (out / "latest.md").read_text()
-    assert [run["jobs"] for run in results["apply_runs"]] == [1, 2, 4, 8]
+    assert [(run["jobs"], run["organizations"]) for run in results["apply_runs"]] == [
+        (1, 1), (2, 1), (4, 1), (8, 1), (2, 2), (4, 4), (8, 8)
+    ]  # fmt: skip
     assert all(run["transaction_ms"] > 0 for run in results["apply_runs"])
     assert results["publish"][0]["warehouse_bytes"] > 0
     fairness = results["concurrency"]["fairness"]
