@@ -85,6 +85,8 @@ class Scaling:
     """Rows in the inventory table before the first job."""
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     """CPU used meanwhile by the API, the workers (together), Redis and the clients (this process)."""
+    transactions: int = 0
+    """Apply transactions the jobs took: their distinct completedAt (jobs merged together share one)."""
 
     @property
     def jobs_per_second(self) -> float:
@@ -103,6 +105,7 @@ class Scaling:
             "jobs_per_second": self.jobs_per_second,
             "warehouse_rows": self.warehouse_rows,
             "cpu_seconds": self.cpu_seconds,
+            "transactions": self.transactions,
         }
 
 
@@ -135,6 +138,13 @@ def _post(service: RunningService, key: str, kind: str, body: bytes) -> str:
         raise ServiceError(f"POST {kind} answered {response.status_code}: {response.text[:300]}")
     job_id: str = response.json()["jobId"]
     return job_id
+
+
+def _completed_at(service: RunningService, key: str, job_id: str) -> str:
+    completed_at: str = service.client.get(f"/api/import/status/{job_id}", headers={"x-api-key": key}).json()[
+        "completedAt"
+    ]
+    return completed_at
 
 
 def _status(service: RunningService, key: str, job_id: str) -> str:
@@ -237,8 +247,11 @@ def run_scaling(
             _wait(service, keys[organization], job_ids)
         seconds = time.perf_counter() - started
         cpu = {process: used - cpu_before.get(process, 0.0) for process, used in _cpu_used(pids).items()}
+        commits = {_completed_at(service, keys[org], job_id) for org, job_ids in accepted.items() for job_id in job_ids}
     jobs = SCALING_ORGANIZATIONS * jobs_per_organization
-    return Scaling(service.settings.workers, SCALING_ORGANIZATIONS, jobs, SMALL_ROWS, seconds, warehouse_rows, cpu)
+    return Scaling(
+        service.settings.workers, SCALING_ORGANIZATIONS, jobs, SMALL_ROWS, seconds, warehouse_rows, cpu, len(commits)
+    )
 
 
 def preload_inventory(data_dir: Path, rows: int, organizations: list[str]) -> None:

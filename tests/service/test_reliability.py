@@ -177,37 +177,47 @@ def test_worker_killed_mid_merge_leaves_none_of_the_job_and_is_picked_up_at_once
     assert_completed_once(stockyard, job_ids, clean_run)
 
 
+@pytest.mark.parametrize(
+    "organizations", [["acme"] * 4, ["acme", "globex", "acme", "globex"]], ids=["one organization", "two"]
+)
 def test_worker_killed_mid_merge_of_small_jobs_applied_together_leaves_none_of_them(
-    stockyards: list[Stockyard], tmp_path: Path
+    stockyards: list[Stockyard], tmp_path: Path, organizations: list[str]
 ) -> None:
-    """Queued small jobs are applied in one transaction: a kill in it loses none and applies none twice."""
+    """Queued small jobs are applied in one transaction, those of other organizations waiting with them
+    too: a kill in it loses none and applies none twice."""
     with external_redis(tmp_path / "redis") as server:
         stockyard = Stockyard(tmp_path / "stockyard", redis_url=server.url)
         stockyards.append(stockyard)
         stockyard.api()
-        quantities = [1, 2, 3, 4]
-        job_ids = [
-            stockyard.accept("inventory", {"levels": [{"skuId": "P1", "locationId": "WH1", "quantityOnHand": q}]})
-            for q in quantities
-        ]  # queued before any worker runs: the first takes the other three along
-        worker = stockyard.start("worker", env=stockyard.environment(STOCKYARD_TEST_MERGE_DELAY="2"))
+        jobs = [
+            (organization, stockyard.accept("inventory", {"levels": [{"skuId": "P1", "locationId": "WH1",
+                                                                      "quantityOnHand": quantity}]}, organization))
+            for quantity, organization in enumerate(organizations, start=1)
+        ]  # fmt: skip
+        job_ids = [job_id for _, job_id in jobs]
+        # queued before any worker runs, one apply lane: the first organization's run takes the rest along
+        one_lane = {"STOCKYARD_APPLY_LANES": "1"}
+        worker = stockyard.start("worker", env=stockyard.environment(STOCKYARD_TEST_MERGE_DELAY="2", **one_lane))
         wait_for_paused_merge(worker.output, job_ids[0])
         worker.kill_group()
         worker.wait(10)
-        assert [stockyard.status(job_id)["status"] for job_id in job_ids] == ["PROCESSING"] * 4
+        assert [stockyard.status(job_id, org)["status"] for org, job_id in jobs] == ["PROCESSING"] * 4
         with duckdb.connect(str(stockyard.data_dir / "warehouse.duckdb"), read_only=True) as live:
             assert live.execute("SELECT count(*) FROM import_jobs").fetchall() == [(0,)]
             assert live.execute("SELECT count(*) FROM inventory_levels").fetchall() == [(0,)]
 
-        restarted = stockyard.start("worker", log="worker-2.log")
-        statuses = stockyard.wait_finished(job_ids)
+        restarted = stockyard.start("worker", log="worker-2.log", env=stockyard.environment(**one_lane))
+        statuses = [stockyard.wait_finished([job_id], organization=org)[0] for org, job_id in jobs]
         assert [s["status"] for s in statuses] == ["COMPLETED"] * 4
         assert len({s["completedAt"] for s in statuses}) == 1  # again in one transaction
         assert "re-queued" not in restarted.output()  # their prepared results were reused, not redone
-        levels = stockyard.query("SELECT quantity_on_hand, last_job_id FROM inventory_levels", after=job_ids)
-        assert levels == [(4.0, job_ids[3])]
-        jobs = stockyard.query("SELECT job_id FROM import_jobs ORDER BY created_at")
-        assert jobs == [(job_id,) for job_id in job_ids]  # each applied exactly once
+        levels = stockyard.query(
+            "SELECT organization_id, quantity_on_hand, last_job_id FROM inventory_levels ORDER BY 1", after=job_ids
+        )
+        last = {org: (float(quantity), job_id) for quantity, (org, job_id) in enumerate(jobs, start=1)}
+        assert levels == [(org, *last[org]) for org in sorted(last)]  # each organization's last job wins
+        applied = stockyard.query("SELECT job_id FROM import_jobs ORDER BY created_at")
+        assert applied == [(job_id,) for job_id in job_ids]  # each applied exactly once
 
 
 def test_redis_lost_while_the_worker_runs(
