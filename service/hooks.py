@@ -5,6 +5,8 @@ right there. Unset, they cost nothing.
   COMMIT, the transaction open, and logs "merge of job <id> paused".
 - STOCKYARD_TEST_PREPARE_DELAY=<seconds>: each chunk a process validates is followed by that pause, the
   first one logged as "prepare of job <id> paused".
+- STOCKYARD_TEST_STAGE_DELAY=<seconds>: a worker about to stage a body the API kept for it waits that
+  long first, logged as "staging of job <id> paused".
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ logger = logging.getLogger("stockyard.hooks")
 
 MERGE_DELAY = "STOCKYARD_TEST_MERGE_DELAY"
 PREPARE_DELAY = "STOCKYARD_TEST_PREPARE_DELAY"
+STAGE_DELAY = "STOCKYARD_TEST_STAGE_DELAY"
 _merges_delayed: list[str] = []
 _prepares_delayed: list[str] = []
 
@@ -48,4 +51,13 @@ def prepare_pause(job_id: str) -> None:
     if job_id not in _prepares_delayed:
         _prepares_delayed.append(job_id)
         logger.warning("test hook: prepare of job %s paused %.1f s after a chunk", job_id, delay)
+    time.sleep(delay)
+
+
+def stage_pause(job_id: str) -> None:
+    """Pause before a worker stages the kept body of `job_id`, if asked to."""
+    delay = _seconds(STAGE_DELAY)
+    if delay <= 0:
+        return
+    logger.warning("test hook: staging of job %s paused %.1f s", job_id, delay)
     time.sleep(delay)

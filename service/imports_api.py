@@ -10,6 +10,7 @@ gzip-compressed or not (Content-Encoding). Their OpenAPI schemas are declared in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -205,7 +206,8 @@ async def _stage_and_accept(
             if earlier is not None:
                 _forget(services, files)
                 return _replayed(services.jobs.get(earlier, principal.organization_id))
-        staged = await anyio.to_thread.run_sync(stage_body, contract, files.body, files.rows, lines_path, upload_format)
+        stage = functools.partial(stage_body, kept_path=files.upload, keep_from_rows=settings.group_max_rows)
+        staged = await anyio.to_thread.run_sync(stage, contract, files.body, files.rows, lines_path, upload_format)
         record = JobRecord(
             job_id=job_id,
             organization_id=principal.organization_id,

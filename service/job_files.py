@@ -3,6 +3,8 @@
 Layout, per organization, under staging/{org}/:
 
 - `{jobId}.body`: the request body while it streams in (the API; removed once staged);
+- `{jobId}.upload.json`: a large JSON body kept as sent, checked and counted, for the worker that prepares
+  the job to stage (the API, before the 202; removed once staged: service/staging/large_json.py);
 - `{jobId}.parquet`, `{jobId}.lines.parquet`: the staged rows and lines, every field as the JSON text
   sent (the API, before the 202);
 - `{jobId}.json`: the job's durable record, the authority on its state (service/job.py);
@@ -53,6 +55,10 @@ class JobFiles:
     @property
     def body(self) -> Path:
         return self._file(".body")
+
+    @property
+    def upload(self) -> Path:
+        return self._file(".upload.json")
 
     @property
     def rows(self) -> Path:
@@ -106,7 +112,7 @@ class JobFiles:
 
     @property
     def staged(self) -> list[Path]:
-        return [self.rows, self.lines]
+        return [self.upload, self.rows, self.lines]
 
     def all(self) -> list[Path]:
         """Every file the job may have, lock included (for removing them)."""

@@ -38,7 +38,7 @@ from pyarrow import feather
 
 from contracts.common import ERROR_SCHEMA, ROW, Contract, ErrorCode, Validated, empty_errors, validate
 from service import hooks, logs, metrics
-from service.errors import TerminalError, TransientError
+from service.errors import BadRequestError, ServiceUnavailableError, TerminalError, TransientError
 from service.files import commit_file, remove_quietly, temporary_path
 from service.job import JobRecord, JobStatus, iso, parse_iso, utc_now
 from service.job_files import REFERENCE_TABLES, JobFiles, held_lock, remove_lock, try_lock
@@ -46,6 +46,7 @@ from service.job_store import JobStore
 from service.kinds import KINDS
 from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
+from service.staging import stage_kept_body
 from service.webhooks import notify_job_ended
 from transforms import JOB, Prepared
 
@@ -291,16 +292,28 @@ def transient_reason(error: BaseException) -> str:
 
 
 def missing_upload(contract: Contract, files: JobFiles) -> str | None:
-    """Why the job cannot be prepared because its staged files are gone, or None when they are there."""
+    """Why the job cannot be prepared because its staged files are gone, or None when they are there (or the
+    body the API kept for a worker to stage is)."""
     missing = [path.name for path in [files.rows, *([files.lines] if contract.has_lines else [])] if not path.exists()]
+    if missing and files.upload.exists():
+        return None
     return f"import failed: the staged upload of this job is missing ({', '.join(missing)})" if missing else None
 
 
 def _scan_staged(contract: Contract, files: JobFiles, job_id: str) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
-    """The staged rows (and lines) of a job, to be read as needed."""
+    """The staged rows (and lines) of a job, to be read as needed; a body the API kept is staged first."""
     problem = missing_upload(contract, files)
     if problem is not None:
         raise TerminalError(problem, job_id=job_id)
+    if files.upload.exists():
+        lines = files.lines if contract.has_lines else None
+        hooks.stage_pause(job_id)
+        try:
+            stage_kept_body(contract, files.upload, files.rows, lines)
+        except BadRequestError as error:
+            raise TerminalError(f"import failed: {error.message}", job_id=job_id) from None
+        except ServiceUnavailableError as error:  # storage full or not writable: the body waits for it
+            raise TransientError(error.message, job_id=job_id) from None
     return pl.scan_parquet(files.rows), pl.scan_parquet(files.lines) if contract.has_lines else None
 
 

@@ -228,11 +228,14 @@ def _queue_to_prepare(store: JobStore, queues: Queues, waiting: list[JobRecord])
 
 
 def _remove_partial_files(staging_dir: Path) -> int:
-    """Remove what an interrupted upload or write left behind: request bodies and temporary files."""
+    """Remove what an interrupted upload or write left behind: request bodies, temporary files, and bodies
+    kept for a worker (service/staging/large_json.py) whose job was never recorded (the API died first)."""
     cutoff = time.time() - PARTIAL_FILE_AGE_SECONDS
     removed = 0
-    for pattern in ("*/*.body", "*/*.tmp"):
+    for pattern in ("*/*.body", "*/*.tmp", "*/*.upload.json"):
         for path in staging_dir.glob(pattern):
+            if path.name.endswith(".upload.json") and path.with_name(path.name.split(".")[0] + ".json").exists():
+                continue  # its job's to stage
             try:
                 if path.stat().st_mtime < cutoff:
                     remove_quietly(path)

@@ -1,4 +1,5 @@
-"""Staging: turn an uploaded body into Parquet files of raw JSON text, before the 202 is sent.
+"""Staging: turn an uploaded body into Parquet files of raw JSON text, before the 202 is sent (a large JSON
+body: by the worker that prepares it, large_json.py).
 
 The body is streamed to disk, its top level is checked with msgspec (an object holding the kind's
 array), and DuckDB's JSON reader writes each row's fields as the JSON text that was sent. Nothing is
@@ -6,8 +7,8 @@ judged here except the request as a whole: a wrong type is a row error in the wo
 row. Files are written to a temporary name, fsynced and renamed, so a staged file is whole or absent.
 
 The files of a job are named in service/job_files.py; each format is staged by its own module here
-(from_json, from_ndjson, from_csv, from_parquet; a small JSON body by small_json), and the body is decoded
-as it streams in by body.py.
+(from_json, from_ndjson, from_csv, from_parquet; a small JSON body by small_json, a large one kept for the
+worker by large_json), and the body is decoded as it streams in by body.py.
 
 Duplicate keys: in the top-level object they are refused (one of two arrays would be dropped unseen);
 inside a row or a line the last occurrence wins, as in JavaScript's JSON.parse and Python's json.
@@ -44,6 +45,7 @@ from service.staging.from_csv import stage_csv
 from service.staging.from_json import isolate_array, stage_json
 from service.staging.from_ndjson import stage_ndjson
 from service.staging.from_parquet import stage_parquet
+from service.staging.large_json import keep_large_body
 from service.staging.sql import literal, staging_database
 from service.staging.unknown_fields import UnknownField, find_unknown_fields
 
@@ -56,6 +58,9 @@ class StagedUpload:
     lines_path: Path | None
     row_count: int
     unknown_fields: list[UnknownField]
+    body_kept: bool = False
+    """The body is kept as sent for the worker that prepares the job to stage (large_json.py): no staged
+    file is written yet."""
 
 
 UNORDERED_FROM_BYTES = 16 << 20
@@ -96,28 +101,67 @@ def stage_body(
     lines_path: Path | None,
     upload_format: UploadFormat = UploadFormat.JSON,
     decoded_up_to: int = small_json.DECODED_UP_TO_BYTES,
+    kept_path: Path | None = None,
+    keep_from_rows: int = 0,
 ) -> StagedUpload:
     """Stage a streamed body as Parquet; BadRequestError when the body as a whole is unusable.
 
-    A JSON body up to `decoded_up_to` bytes is staged from msgspec's decoding when it can be (small_json.py)."""
+    A JSON body up to `decoded_up_to` bytes is staged from msgspec's decoding when it can be (small_json.py).
+    Given `kept_path`, a larger JSON body of more than `keep_from_rows` rows is checked, counted and moved
+    there instead, for the worker to stage (large_json.py)."""
     size = isolate_array(body_path, contract.array_key) if upload_format is UploadFormat.JSON else 0
+    if kept_path is not None and upload_format is UploadFormat.JSON and size > decoded_up_to:
+        try:
+            kept = keep_large_body(contract, body_path, kept_path, keep_from_rows)
+        except OSError as error:
+            raise storage_error(error) from None
+        if kept is not None:
+            return StagedUpload(rows_path, lines_path, kept.row_count, kept.unknown_fields, body_kept=True)
+    row_count, unknown = _stage_files(contract, body_path, rows_path, lines_path, upload_format, size, decoded_up_to)
+    return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count, unknown_fields=unknown)
+
+
+def stage_kept_body(contract: Contract, kept_path: Path, rows_path: Path, lines_path: Path | None) -> int:
+    """Stage a body the API kept for the worker (large_json.py) as the API stages any large JSON body, then
+    remove it; the number of rows. BadRequestError (the body is unusable after all) fails the job."""
+    row_count, _ = _stage_files(
+        contract, kept_path, rows_path, lines_path, UploadFormat.JSON, kept_path.stat().st_size, 0, unknown=False
+    )
+    remove_quietly(kept_path)
+    return row_count
+
+
+def _stage_files(
+    contract: Contract,
+    body_path: Path,
+    rows_path: Path,
+    lines_path: Path | None,
+    upload_format: UploadFormat,
+    size: int,
+    decoded_up_to: int,
+    *,
+    unknown: bool = True,
+) -> tuple[int, list[UnknownField]]:
+    """Write the staged file(s) of a body; (rows, its unknown fields, unless `unknown` is False)."""
     rows_tmp = rows_path.with_name(rows_path.name + ".tmp")
     lines_tmp = lines_path.with_name(lines_path.name + ".tmp") if lines_path else None
     # JSON rows of a kind with lines are read twice (rows, then lines), and both must stay in order
     ordered = upload_format is not UploadFormat.JSON or contract.has_lines or size < UNORDERED_FROM_BYTES
+    found: list[UnknownField] = []
     try:
         decoded = None
         if upload_format is UploadFormat.JSON and size <= decoded_up_to:
             plain = small_json.decode(contract, body_path.read_bytes())
             decoded = small_json.stage_decoded(contract, plain, rows_tmp, lines_tmp) if plain is not None else None
         if decoded is not None:
-            row_count, unknown = decoded
+            row_count, found = decoded
         else:
             with staging_database(ordered=ordered) as con:
                 row_count = _STAGERS[upload_format](con, contract, body_path, rows_tmp, lines_tmp)
                 if not ordered:
                     _ensure_row_order(con, rows_tmp)
-                unknown = find_unknown_fields(con, contract, upload_format, body_path, row_count)
+                if unknown:
+                    found = find_unknown_fields(con, contract, upload_format, body_path, row_count)
         commit_file(rows_tmp, rows_path)
         if lines_tmp is not None and lines_path is not None:
             commit_file(lines_tmp, lines_path)
@@ -127,7 +171,7 @@ def stage_body(
     except BaseException:
         remove_quietly(rows_path, *([lines_path] if lines_path else []))
         raise
-    return StagedUpload(rows_path=rows_path, lines_path=lines_path, row_count=row_count, unknown_fields=unknown)
+    return row_count, found
 
 
 __all__ = [
@@ -139,4 +183,5 @@ __all__ = [
     "StagedUpload",
     "UploadFormat",
     "stage_body",
+    "stage_kept_body",
 ]
