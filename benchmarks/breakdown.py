@@ -1,10 +1,12 @@
 """The stage breakdown: the worker's own functions, called in process and timed one by one.
 
-The chain is the one a job goes through: stage the body (decode + Parquet, as the API does), then
-prepare it (service/prepare.py): load it, cast + validate (in the worker's chunks), transform, write
-the prepared files; then apply it (service/apply.py): read the prepared files and merge them in one
-transaction into a warehouse that already holds the previous batch, so the re-used keys update; then
-publish the analysts' copy. The same batch is merged once more (a re-import: every row updates) and
+The chain is the one a job goes through: accept the body (what the API does before its 202: for a large
+JSON body, check, count and keep it; for any other, decode and stage it as Parquet), then prepare it
+(service/prepare.py): read and validate it (a kept body streamed by DuckDB while the chunk before is
+validated; a staged one loaded and validated in the worker's chunks), transform, write the prepared
+files; then apply it (service/apply.py): read the prepared files and merge them in one transaction into
+a warehouse that already holds the previous batch, so the re-used keys update; then publish the
+analysts' copy. The same batch is merged once more (a re-import: every row updates) and
 timed apart, as `remerge`.
 """
 
@@ -22,13 +24,14 @@ from service import warehouse
 from service.job import JobRecord, iso, utc_now
 from service.job_files import JobFiles
 from service.kinds import KINDS
-from service.prepare import read_prepared, validate_in_chunks, write_prepared
+from service.prepare import read_prepared, validate_chunks, validate_in_chunks, write_prepared
 from service.settings import Settings
 from service.staging import stage_body
+from service.staging.large_json import kept_body_chunks
 from transforms import Prepared
 
 ORGANIZATION = "bench"
-STAGES = ("decode+stage", "load", "cast+validate", "transform", "write prepared", "merge", "publish")
+STAGES = ("accept", "read+validate", "transform", "write prepared", "merge", "publish")
 
 
 @dataclass
@@ -50,20 +53,24 @@ class Breakdown:
 def _prepare(
     contract: Contract, body: bytes, files: JobFiles, clock: Stopwatch
 ) -> tuple[int, Validated, Prepared, int]:
-    """Stage, then prepare as a worker does; (rows, validated, prepared, failed rows)."""
+    """Accept, then prepare as a worker does; (rows, validated, prepared, failed rows)."""
     files.directory.mkdir(parents=True, exist_ok=True)
     files.body.write_bytes(body)  # stage_body blanks the bytes around the array in place: a copy each time
     lines_path = files.lines if contract.has_lines else None
-    with clock.stage("decode+stage"):
-        staged = stage_body(contract, files.body, files.rows, lines_path)
-    with clock.stage("load"):
-        rows = pl.read_parquet(files.rows)
-        lines = pl.read_parquet(lines_path) if lines_path is not None else None
+    settings = Settings()
+    with clock.stage("accept"):
+        staged = stage_body(
+            contract, files.body, files.rows, lines_path, kept_path=files.upload, keep_from_rows=settings.group_max_rows
+        )
     errors: list[pl.DataFrame] = []
-    with clock.stage("cast+validate"):
-        chunk_rows = Settings().validation_chunk_rows
-        lazy_lines = lines.lazy() if lines is not None else None
-        validated = validate_in_chunks(contract, rows.lazy(), lazy_lines, chunk_rows, errors.append)
+    with clock.stage("read+validate"):
+        if staged.body_kept:
+            with kept_body_chunks(contract, files.upload, settings.validation_chunk_rows) as chunks:
+                validated = validate_chunks(contract, chunks, staged.row_count, lambda found, _: errors.append(found))
+        else:
+            rows = pl.scan_parquet(files.rows)
+            lines = pl.scan_parquet(lines_path) if lines_path is not None else None
+            validated = validate_in_chunks(contract, rows, lines, settings.validation_chunk_rows, errors.append)
     with clock.stage("transform"):
         prepared = KINDS[contract.kind].prepare(validated, ORGANIZATION)
     with clock.stage("write prepared"):

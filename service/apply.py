@@ -35,7 +35,7 @@ import redis
 
 from service import hooks, logs, metrics
 from service.job import JobRecord, JobStatus, iso, parse_iso
-from service.job_files import apply_lock_path, remove_lock, try_lock
+from service.job_files import apply_lock_path, release_ended, try_lock
 from service.kinds import KINDS
 from service.prepare import fail_job, is_transient, read_prepared, transient_reason
 from service.queue import APPLY_PREFIX, queued_ids
@@ -244,8 +244,8 @@ def _commit_run(applier: Applier, run: Run) -> int:
         record.recorded = True
     notify_job_ended(applier.settings, run.jobs)
     store.save([*run.jobs, *run.failed])
-    for record in run.jobs:
-        remove_lock(store.files(record).lock)
+    for record in [*run.jobs, *run.failed]:
+        release_ended(store.files(record))
     applier.publisher.committed()
     seconds = time.perf_counter() - started
     with metrics.batched(store.redis) as pipe:
@@ -283,7 +283,7 @@ def _count_dry_run(applier: Applier, run: Run, prepared: Prepared) -> int:
         failed.recorded = True
     notify_job_ended(applier.settings, [record])
     applier.store.save([record, *run.failed])
-    remove_lock(applier.store.files(record).lock)
+    release_ended(applier.store.files(record))
     logs.job_stage(
         logger, "counted", record, "completed (dry run)", would_insert=inserted, would_update=updated,
         would_leave_unchanged=unchanged,

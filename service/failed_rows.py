@@ -80,13 +80,14 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, files: JobFiles) -
         )
     else:  # a job without errors has no errors file
         con.execute("CREATE TEMP TABLE errors (__row BIGINT, field VARCHAR, message VARCHAR, __position BIGINT)")
+    rows, lines = files.rows_as_sent()
     con.execute(
-        f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(files.rows))})"
+        f"CREATE TEMP TABLE failed AS SELECT * FROM read_parquet({_literal(str(rows))})"
         f" WHERE {ROW} IN (SELECT __row FROM errors)"
     )
     if contract.has_lines:
         con.execute(
-            f"CREATE TEMP TABLE failed_lines AS SELECT * FROM read_parquet({_literal(str(files.lines))})"
+            f"CREATE TEMP TABLE failed_lines AS SELECT * FROM read_parquet({_literal(str(lines))})"
             f" WHERE {ROW} IN (SELECT __row FROM errors)"
         )
     con.execute(

@@ -4,7 +4,10 @@ Layout, per organization, under staging/{org}/:
 
 - `{jobId}.body`: the request body while it streams in (the API; removed once staged);
 - `{jobId}.upload.json`: a large JSON body kept as sent, checked and counted, for the worker that prepares
-  the job to stage (the API, before the 202; removed once staged: service/staging/large_json.py);
+  the job to stage or stream (the API, before the 202; removed once staged whole, or once the job has
+  ended: service/staging/large_json.py);
+- `{jobId}.failed.parquet`, `{jobId}.failed-lines.parquet`: of a streamed body, the staged text of the rows
+  that failed, for the failed-rows download (prepare);
 - `{jobId}.parquet`, `{jobId}.lines.parquet`: the staged rows and lines, every field as the JSON text
   sent (the API, before the 202);
 - `{jobId}.json`: the job's durable record, the authority on its state (service/job.py);
@@ -30,6 +33,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.files import remove_quietly
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 REFERENCE_TABLES = ("products", "suppliers", "locations")
@@ -67,6 +72,19 @@ class JobFiles:
     @property
     def lines(self) -> Path:
         return self._file(".lines.parquet")
+
+    @property
+    def failed_rows(self) -> Path:
+        return self._file(".failed.parquet")
+
+    @property
+    def failed_lines(self) -> Path:
+        return self._file(".failed-lines.parquet")
+
+    def rows_as_sent(self) -> tuple[Path, Path]:
+        """Where the rows (and lines) as sent are read from for the failed-rows download: the staged files, or
+        the rows that failed, when the body was streamed rather than staged whole."""
+        return (self.failed_rows, self.failed_lines) if self.failed_rows.exists() else (self.rows, self.lines)
 
     @property
     def record(self) -> Path:
@@ -112,7 +130,7 @@ class JobFiles:
 
     @property
     def staged(self) -> list[Path]:
-        return [self.upload, self.rows, self.lines]
+        return [self.upload, self.rows, self.lines, self.failed_rows, self.failed_lines]
 
     def all(self) -> list[Path]:
         """Every file the job may have, lock included (for removing them)."""
@@ -173,3 +191,9 @@ def remove_lock(path: Path) -> None:
     """Remove a finished job's lock file: whoever waits for it will find the job finished."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def release_ended(files: JobFiles) -> None:
+    """What a job that has ended no longer needs: its lock, and a body kept for a worker to stage."""
+    remove_lock(files.lock)
+    remove_quietly(files.upload)

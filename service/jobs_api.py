@@ -152,7 +152,8 @@ async def job_failed_rows(
     upload_format = format or UploadFormat(record.upload_format)
     contract = KINDS[record.kind].contract
     files = JobFiles.of(services.settings.staging_dir, record.organization_id, record.job_id)
-    needed = [files.rows] + ([files.lines] if contract.has_lines else [])
+    rows, lines = files.rows_as_sent()
+    needed = [rows] + ([lines] if contract.has_lines else [])
     if not all(path.exists() for path in needed):
         raise NotFoundError(f"the rows of job {job_id} are no longer kept", job_id=job_id)
     extension = FILE_EXTENSIONS[upload_format]

@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +41,13 @@ from service import hooks, logs, metrics
 from service.errors import BadRequestError, ServiceUnavailableError, TerminalError, TransientError
 from service.files import commit_file, remove_quietly, temporary_path
 from service.job import JobRecord, JobStatus, iso, parse_iso, utc_now
-from service.job_files import REFERENCE_TABLES, JobFiles, held_lock, remove_lock, try_lock
+from service.job_files import REFERENCE_TABLES, JobFiles, held_lock, release_ended, try_lock
 from service.job_store import JobStore
 from service.kinds import KINDS
 from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
 from service.staging import stage_kept_body
+from service.staging.large_json import Chunk, NotStreamable, kept_body_chunks
 from service.webhooks import notify_job_ended
 from transforms import JOB, Prepared
 
@@ -243,7 +244,7 @@ def prepare_group(context: Context, group: list[JobRecord]) -> None:
     finally:
         for record in group:
             if not record.is_open:
-                remove_lock(store.files(record).lock)
+                release_ended(store.files(record))
     seconds = time.perf_counter() - started
     with metrics.batched(store.redis) as pipe:
         for record in group:
@@ -387,25 +388,63 @@ def _by_job(frame: pl.DataFrame, count: int) -> list[pl.DataFrame]:
 
 
 def _prepare_large(context: Context, record: JobRecord) -> None:
-    """Validate a chunk at a time (errors straight to disk), then transform and write the job."""
+    """Validate a chunk at a time (errors straight to disk), then transform and write the job.
+
+    A body the API kept for the worker is streamed (staging/large_json.py): read a chunk at a time by DuckDB
+    while the chunk before is validated, with only the rows that failed kept for the failed-rows download.
+    One that needs staging whole (NotStreamable) is staged so first, as any other upload is before its 202."""
     contract = KINDS[record.kind].contract
     files = context.store.files(record)
+    chunk_rows = context.settings.validation_chunk_rows
+    if files.upload.exists():
+        hooks.stage_pause(record.job_id)
+        try:
+            with kept_body_chunks(contract, files.upload, chunk_rows) as chunks, FailedRowsWriter(files) as failed:
+                _validate_and_finish(context, record, chunks, failed)
+            return
+        except NotStreamable as reason:
+            logger.info("job %s: its body is staged whole before it is validated (%s)", record.job_id, reason)
     rows, lines = _scan_staged(contract, files, record.job_id)
+    height = rows.select(pl.len()).collect().item()
+    _validate_and_finish(context, record, staged_chunks(rows, lines, chunk_rows, height), None)
+
+
+def _validate_and_finish(
+    context: Context, record: JobRecord, chunks: Iterable[Chunk], failed: FailedRowsWriter | None
+) -> None:
+    files = context.store.files(record)
+
+    def on_errors(errors: pl.DataFrame, chunk: Chunk) -> None:
+        issues.write(errors)
+        if failed is not None:
+            failed.write(errors, chunk)
 
     def between_chunks(done: int) -> None:
         context.store.update(record, durable=False, processed_count=done)
         hooks.prepare_pause(record.job_id)
         prepare_waiting_small_jobs(context)
 
-    with IssueWriter(files.errors) as errors:
-        validated = validate_in_chunks(
-            contract, rows, lines, context.settings.validation_chunk_rows, errors.write, between_chunks
-        )
+    with IssueWriter(files.errors) as issues:
+        validated = validate_chunks(KINDS[record.kind].contract, chunks, record.row_count, on_errors, between_chunks)
     prepared = KINDS[record.kind].prepare(validated, record.organization_id)
     del validated
-    _finish(context, record, prepared, errors.failed_rows, errors.count)
+    if failed is not None:
+        failed.commit()  # before the record says prepared: the download of a prepared job finds them
+    _finish(context, record, prepared, issues.failed_rows, issues.count)
     context.store.save([record])
     context.queues.kick_apply(record.organization_id)
+
+
+def staged_chunks(rows: pl.LazyFrame, lines: pl.LazyFrame | None, chunk_rows: int, height: int) -> Iterator[Chunk]:
+    """Staged rows (and their lines) `chunk_rows` rows at a time: one chunk of their raw text in memory at once
+    (at least one chunk, empty for an empty upload)."""
+    for start in range(0, max(height, 1), chunk_rows):
+        chunk = rows.slice(start, chunk_rows).collect()
+        chunk_lines = None
+        if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
+            first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
+            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last)).collect()
+        yield chunk, chunk_lines
 
 
 def validate_in_chunks(
@@ -416,29 +455,74 @@ def validate_in_chunks(
     on_errors: Callable[[pl.DataFrame], None],
     between_chunks: Callable[[int], None] | None = None,
 ) -> Validated:
-    """Validate staged rows `chunk_rows` at a time: only one chunk of their raw text is in memory at once,
-    each chunk's errors go to `on_errors` (the result holds none), and `between_chunks` hears how many rows
-    are done after each chunk but the last."""
+    """Validate staged rows `chunk_rows` at a time (staged_chunks, validate_chunks)."""
     height = rows.select(pl.len()).collect().item()
+    chunks = staged_chunks(rows, lines, chunk_rows, height)
+    return validate_chunks(contract, chunks, height, lambda errors, _: on_errors(errors), between_chunks)
+
+
+def validate_chunks(
+    contract: Contract,
+    chunks: Iterable[Chunk],
+    row_count: int,
+    on_errors: Callable[[pl.DataFrame, Chunk], None],
+    between_chunks: Callable[[int], None] | None = None,
+) -> Validated:
+    """Validate staged rows a chunk at a time: each chunk's errors go to `on_errors` with the chunk (the result
+    holds none), and `between_chunks` hears how many of the `row_count` rows are done after each chunk but
+    the last."""
     parts: list[Validated] = []
-    for start in range(0, max(height, 1), chunk_rows):
-        chunk = rows.slice(start, chunk_rows).collect()
-        chunk_lines = None
-        if lines is not None and chunk.height:  # by the chunk's own rows: NDJSON rows skip blank lines
-            first, last = chunk.get_column(ROW).min(), chunk.get_column(ROW).max()
-            chunk_lines = lines.filter(pl.col(ROW).is_between(first, last)).collect()
-        part = validate(contract, chunk, chunk_lines)
-        on_errors(part.errors)
+    done = 0
+    for chunk in chunks:
+        part = validate(contract, *chunk)
+        on_errors(part.errors, chunk)
         parts.append(Validated(rows=part.rows, lines=part.lines, errors=empty_errors()))
-        del chunk, chunk_lines, part
-        done = min(start + chunk_rows, height)
-        if between_chunks is not None and done < height:
+        done += chunk[0].height
+        del chunk, part
+        if between_chunks is not None and done < row_count:
             between_chunks(done)
     return Validated(
         rows=pl.concat([p.rows for p in parts]),
-        lines=pl.concat([p.lines for p in parts if p.lines is not None]) if lines is not None else None,
+        lines=pl.concat([p.lines for p in parts if p.lines is not None]) if contract.has_lines else None,
         errors=empty_errors(),
     )
+
+
+class FailedRowsWriter:
+    """The staged text of the rows that failed (and their lines), kept for the failed-rows download of a job
+    whose body was streamed rather than staged whole; written as they come, committed with `commit`."""
+
+    def __init__(self, files: JobFiles) -> None:
+        self.paths = [files.failed_rows, files.failed_lines]
+        self._writers: list[pq.ParquetWriter | None] = [None, None]
+
+    def __enter__(self) -> FailedRowsWriter:
+        return self
+
+    def write(self, errors: pl.DataFrame, chunk: Chunk) -> None:
+        rejected = errors.get_column("row").unique().implode()
+        for index, frame in enumerate(chunk):
+            if frame is None:
+                continue
+            table = frame.filter(pl.col(ROW).is_in(rejected)).to_arrow()
+            writer = self._writers[index]
+            if writer is None:  # the first chunk's, failures or none: the file is there whatever happens
+                writer = self._writers[index] = pq.ParquetWriter(temporary_path(self.paths[index]), table.schema)
+            writer.write_table(table.cast(writer.schema))
+
+    def commit(self) -> None:
+        for path, writer in zip(self.paths, self._writers, strict=True):
+            if writer is not None:
+                writer.close()
+                commit_file(temporary_path(path), path)
+        self._writers = [None, None]
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        for writer in self._writers:
+            if writer is not None:
+                writer.close()
+        if error is not None:
+            remove_quietly(*self.paths)
 
 
 class IssueWriter:

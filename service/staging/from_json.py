@@ -124,7 +124,7 @@ def _json_columns(contract: Contract) -> str:
     return "{" + ", ".join(columns) + "}"
 
 
-def _rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bool) -> str:
+def rows_query(contract: Contract, body: Path, max_object: int, *, tolerant: bool) -> str:
     """One row per array element: `__row`, `__type`, `__value`, each field's JSON text (and lines)."""
     names = [f.name for f in contract.fields] + (["lines"] if contract.has_lines else [])
     if tolerant:
@@ -171,7 +171,7 @@ def _copy_staged(
     relation = "TABLE" if contract.has_lines else "VIEW"
     con.execute(
         f"CREATE OR REPLACE TEMP {relation} raw_rows AS "
-        + _rows_query(contract, body_path, max_object, tolerant=tolerant)
+        + rows_query(contract, body_path, max_object, tolerant=tolerant)
     )
     return copy_raw_rows(con, contract, rows_tmp, lines_tmp, tolerant=tolerant)
 

@@ -6,27 +6,50 @@ checked as a whole here (an object holding the kind's array, valid JSON, valid U
 400 is still a 400), its elements counted (the envelope's rowCount) and its first rows' keys read (the
 unknown fields), then kept as sent, durably, beside the job's other files (`{jobId}.upload.json`). The
 worker that prepares the job stages it (service/staging/__init__.py `stage_kept_body`), with the same
-rules as the API would have, and removes it once the staged files are written.
+rules as the API would have. Mostly it streams it instead (`kept_body_chunks`): DuckDB reads the body a
+chunk of rows at a time on a thread of its own while the worker validates the chunk before, so reading and
+validating overlap on two cores, and no staged file of the whole body is written or read back (the worker
+keeps the rows that failed, for the failed-rows download). The kept body stays until the job has ended.
 """
 
 from __future__ import annotations
 
 import codecs
 import mmap
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import msgspec
+import polars as pl
+import pyarrow as pa
 
-from contracts.common import Contract
+from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError
 from service.files import commit_file
+from service.staging.from_json import rows_query
+from service.staging.numbers import has_rewritten_numbers
+from service.staging.sql import staging_database
 from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_keys_of
 
 _CHECK_STEP = 16 << 20
 """UTF-8 is checked this many bytes at a time: the decoded text is never the whole body in memory."""
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_SAMPLE_TRIES = 64
+"""Commas tried, from the end of a prefix of the array back, for one that ends an element (see _sample)."""
+
+
+class _Element(msgspec.Struct, gc=False):
+    """An element of the array, decoded to nothing: counting a million of them holds 16 bytes each."""
+
+
+_OBJECTS = msgspec.json.Decoder(list[_Element])
+_ANY = msgspec.json.Decoder(list[_Element | None | bool | int | float | str | list[msgspec.Raw]])
 
 
 class _Keys(msgspec.Struct):
@@ -47,26 +70,64 @@ def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_
 
     Raises BadRequestError when the body is not UTF-8 (DuckDB's reader would refuse it)."""
     with open(array_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        try:
-            elements = _ELEMENTS.decode(view)
-        except (msgspec.DecodeError, RecursionError):
-            return None  # the staging that follows says what is wrong
-        row_count = len(elements)
-        sample = [bytes(element) for element in elements[:SAMPLE_ROWS]] if row_count > from_rows else []
-        del elements  # views of the map: gone before it closes
-        if row_count <= from_rows:
-            return None
+        row_count = _count(view)
+        if row_count is None or row_count <= from_rows:
+            return None  # not JSON after all: the staging that follows says what is wrong
         _check_utf8(view)
+        sample = _sample(view, row_count, SAMPLE_ROWS)
     unknown = _unknown_fields(contract, sample, row_count)
     commit_file(array_path, kept_path)
     return KeptBody(row_count=row_count, unknown_fields=unknown)
+
+
+def _count(view: mmap.mmap) -> int | None:
+    """How many elements the array holds (None if it is not a JSON array), with no Python object kept per
+    element but the smallest: an element that is not an object takes the slower union."""
+    try:
+        try:
+            return len(_OBJECTS.decode(view))
+        except msgspec.ValidationError:
+            return len(_ANY.decode(view))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _sample(view: mmap.mmap, count: int, wanted: int) -> list[bytes]:
+    """The text of the first `wanted` elements of an array of `count`, without a Python object per element
+    of the whole array: a prefix of the array, cut at a comma that ends an element. Only such a cut decodes
+    as an array (a comma inside an element leaves it, or a string, unclosed); a few commas from the end of
+    a prefix of about twice the elements wanted, tried backwards, find one."""
+    size = len(view)
+    end = min(size, 2 * wanted * size // max(count, 1) + (64 << 10))
+    while end < size:
+        prefix = view[:end]
+        position = len(prefix)
+        for _ in range(_SAMPLE_TRIES):
+            position = prefix.rfind(b",", 0, position)
+            if position < 0:
+                break
+            try:
+                elements = _ELEMENTS.decode(prefix[:position] + b"]")
+            except (msgspec.DecodeError, RecursionError):
+                continue
+            if len(elements) >= wanted:
+                return [bytes(element) for element in elements[:wanted]]
+            break
+        end *= 2
+    elements = _ELEMENTS.decode(view)  # elements with many commas each: the whole array, as views of the map
+    try:
+        return [bytes(element) for element in elements[:wanted]]
+    finally:
+        del elements
 
 
 def _check_utf8(view: mmap.mmap) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         for start in range(0, len(view), _CHECK_STEP):
-            decoder.decode(view[start : start + _CHECK_STEP])
+            piece = view[start : start + _CHECK_STEP]
+            if not piece.isascii() or decoder.getstate()[0]:  # ASCII is UTF-8: only the rest is decoded
+                decoder.decode(piece)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise BadRequestError("body is not valid UTF-8") from None
@@ -100,3 +161,98 @@ def _line_keys(text: bytes) -> list[list[str]] | None:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             continue
     return keys
+
+
+class NotStreamable(Exception):
+    """The kept body needs what only staging it whole does (from_json.stage_json): the tolerant reader (an
+    element or a line that is not an object, a repeated key), lone surrogates marked, or number texts put
+    back as sent."""
+
+
+Chunk = tuple[pl.DataFrame, pl.DataFrame | None]
+"""Staged rows, and their lines (for a kind with lines), as staging writes them to its files."""
+
+_END = object()
+STREAMED_ELEMENT_BYTES = 16 << 20
+"""DuckDB's `maximum_object_size` when it streams a kept body: its read buffers grow with it (by 60 MB at
+the size of a 100 MB body, measured), and an element too large for it makes the body NotStreamable."""
+
+
+@contextmanager
+def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> Iterator[Iterator[Chunk]]:
+    """The staged rows (and lines) of a kept body, about `chunk_rows` rows at a time, in row order, equal to
+    what staging it whole writes. Iterating raises NotStreamable, at whatever chunk, when the body needs
+    staging whole; the caller then stages it so (its validated chunks are of no use)."""
+    query = rows_query(contract, kept_path, min(kept_path.stat().st_size, STREAMED_ELEMENT_BYTES), tolerant=False)
+    with staging_database(ordered=True) as con:
+        reader = con.sql(query).to_arrow_reader(chunk_rows)
+        ahead: queue.Queue[object] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def offer(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read_ahead() -> None:
+            try:
+                for batch in reader:
+                    if not offer(batch):
+                        return
+                offer(_END)
+            except BaseException as error:  # the consumer raises it in its own thread
+                offer(error)
+
+        thread = threading.Thread(target=read_ahead, name=f"read {kept_path.name}", daemon=True)
+        thread.start()
+        try:
+            yield _chunks(contract, ahead)
+        finally:
+            stop.set()
+            if thread.is_alive():
+                con.interrupt()  # a consumer that stopped early: DuckDB need not read the rest
+            thread.join()
+
+
+def _chunks(contract: Contract, ahead: queue.Queue[object]) -> Iterator[Chunk]:
+    while (item := ahead.get()) is not _END:
+        if isinstance(item, duckdb.InvalidInputException):
+            raise NotStreamable(str(item).splitlines()[0]) from item
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, pa.RecordBatch)
+        rows, lines = _staged_chunk(contract, pl.DataFrame(item))
+        if has_rewritten_numbers(contract, rows, lines):
+            raise NotStreamable("an identifier sent as a number is to be staged with its text as sent")
+        yield rows, lines
+
+
+def _staged_chunk(contract: Contract, frame: pl.DataFrame) -> Chunk:
+    """The rows and lines staging writes (rows.select_staged and select_lines), from the fast reader's rows."""
+    names = [f.name for f in contract.fields]
+    rows = frame.select(ROW, ROW_TYPE, ROW_VALUE, *names)
+    if not contract.has_lines:
+        return rows, None
+    count = pl.col("lines").list.len()
+    rows = rows.with_columns(
+        pl.lit(None, pl.String()).alias("lines"), frame.select(count.cast(pl.UInt64()).alias(LINES_COUNT)).to_series()
+    )
+    lines = (
+        frame.select(ROW, "lines")
+        .filter(count > 0)
+        .with_columns(pl.int_ranges(0, count, dtype=pl.Int64()).alias(LINE))
+        .explode("lines", LINE)
+        .unnest("lines")
+        .select(
+            ROW,
+            LINE,
+            pl.lit("OBJECT", pl.String()).alias(ROW_TYPE),
+            pl.lit(None, pl.String()).alias(ROW_VALUE),
+            *(f.name for f in contract.line_fields),
+        )
+    )
+    return rows, lines

@@ -34,6 +34,15 @@ def _suspect(names: list[str]) -> pl.Expr:
     return pl.any_horizontal(pl.col(name).str.contains(_REWRITTEN) | (pl.col(name) == "0") for name in names)
 
 
+def has_rewritten_numbers(contract: Contract, rows: pl.DataFrame, lines: pl.DataFrame | None) -> bool:
+    """Do staged rows (or lines) hold a number text that restore_number_texts would look at again?"""
+    names, line_names = _fields(contract.fields), _fields(contract.line_fields) if contract.has_lines else []
+    suspect = bool(names) and rows.select(_suspect(names).any()).item()
+    if not suspect and line_names and lines is not None and lines.height:
+        suspect = lines.select(_suspect(line_names).any()).item()
+    return bool(suspect)
+
+
 def restore_number_texts(
     con: duckdb.DuckDBPyConnection, contract: Contract, raw_source: str, rows_tmp: Path, lines_tmp: Path | None
 ) -> int:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from litestar.testing import TestClient
@@ -22,7 +23,7 @@ from service.errors import BadRequestError
 from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.recovery import PARTIAL_FILE_AGE_SECONDS, _remove_partial_files
-from service.settings import Settings
+from service.settings import Settings, get_settings
 from tests.conftest import Api
 from tests.service.processes import Stockyard, children_of, wait_for
 
@@ -110,57 +111,109 @@ def test_a_body_of_few_rows_is_staged_at_once(tmp_path: Path) -> None:
     assert not (tmp_path / "upload.json").exists()
 
 
-def test_the_api_answers_before_staging_and_the_worker_stages(api: Api, settings: Settings) -> None:
+def _odd_orders() -> bytes:
+    """Orders the fast reader refuses (a null element), with a lone surrogate and an identifier sent as a
+    number with a point: the worker stages such a body whole before it validates it."""
+    line = {"skuId": "P1", "quantity": 1, "locationId": "S1"}
+    rows: list[Any] = [{"externalOrderId": f"ORDER-{i:08d}", "lines": [line, line]} for i in range(ROWS)]
+    rows[5] = None
+    rows[7] = {"externalOrderId": "NUMBER", "lines": [line]}
+    rows[9]["lines"] = []
+    text = json.dumps({"orders": rows}).replace('"NUMBER"', "1.50").replace('"ORDER-00000011"', '"O\\ud800"')
+    return text.encode()
+
+
+def _body_of(kind: str) -> bytes:
+    return _odd_orders() if kind == "odd orders" else generate_body(BatchSpec(kind, ROWS, bad_share=0.05))
+
+
+@pytest.mark.parametrize("kind", ["inventory", "purchase-orders", "odd orders"])
+def test_the_api_answers_before_staging_and_the_worker_streams_the_body(
+    api: Api, settings: Settings, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Through the API and the worker: the 202 carries the row count, the kept body waits for the worker,
-    and the job's errors, counts and failed rows are those of a job the API staged."""
-    kind = "inventory"
-    body = generate_body(BatchSpec(kind, ROWS, bad_share=0.05))
-    small = Settings(data_dir=settings.data_dir, redis_url=settings.redis_url, group_max_rows=100)
-    with TestClient(create_app(small, api.connection)) as client:
+    and the job's errors, warnings, counts, failed rows and warehouse rows are those of the same body staged
+    by the API; the kept body is gone once the job has ended."""
+    body, endpoint = _body_of(kind), "orders" if kind == "odd orders" else kind
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "100")  # the workers': jobs of 20,000 rows are large
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings(), api.connection)) as client:
         accepted = client.post(
-            f"/api/import/{kind}", content=body, headers={"x-api-key": api.key, "content-type": "application/json"}
+            f"/api/import/{endpoint}", content=body, headers={"x-api-key": api.key, "content-type": "application/json"}
         )
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["jobId"]
     assert accepted.json()["rowCount"] == ROWS
     files = JobFiles.of(settings.staging_dir, "acme", job_id)
     assert files.upload.exists() and not files.rows.exists() and not files.body.exists()
+    api.work()
+    kept = api.status(job_id).json()
+    assert kept["status"] == "COMPLETED" and kept["failedCount"] > 0
+    assert not files.upload.exists()
+    streamed = kind != "odd orders"
+    assert files.failed_rows.exists() is streamed and files.rows.exists() is not streamed
+    kept_rows = _warehouse_rows(api, endpoint, job_id)
 
-    reference = api.post(kind, body)  # the same body, staged by the API (its group_max_rows: 50,000)
+    other = api.create_key("globex")  # the same body staged by the API (the fixture's: group_max_rows 50,000)
+    reference = api.post(endpoint, body, key=other)
     assert reference.status_code == 202
     api.work()
-    kept_status, staged_status = (api.status(each).json() for each in (job_id, reference.json()["jobId"]))
-    assert kept_status["status"] == "COMPLETED"
+    staged = api.status(reference.json()["jobId"], key=other).json()
     compared = ("rowCount", "processedCount", "failedCount", "errors", "warnings")
-    assert {key: kept_status[key] for key in compared} == {key: staged_status[key] for key in compared}
-    assert kept_status["failedCount"] > 0
-    assert not files.upload.exists() and files.rows.exists()
-    failed = api.client.get(f"/api/import/status/{job_id}/failed-rows", headers={"x-api-key": api.key})
-    reference_failed = api.client.get(
-        f"/api/import/status/{reference.json()['jobId']}/failed-rows", headers={"x-api-key": api.key}
+    assert {key: kept[key] for key in compared} == {key: staged[key] for key in compared}
+    reference_rows = _warehouse_rows(api, endpoint, reference.json()["jobId"])
+    assert kept_rows == [  # locations are stored as {organization}-{locationId}
+        tuple(value.replace("globex-", "acme-") if isinstance(value, str) else value for value in row)
+        for row in reference_rows
+    ]
+    for upload_format in ("json", "csv"):
+        downloads = [
+            api.client.get(f"/api/import/status/{job}/failed-rows?format={upload_format}", headers={"x-api-key": key})
+            for job, key in ((job_id, api.key), (reference.json()["jobId"], other))
+        ]
+        assert [each.status_code for each in downloads] == [200, 200]
+        assert downloads[0].content == downloads[1].content
+
+
+def _warehouse_rows(api: Api, endpoint: str, job_id: str) -> list[tuple[Any, ...]]:
+    table = KINDS[endpoint].tables.rows.name
+    return api.query(
+        f"SELECT * EXCLUDE (organization_id, created_at, updated_at, last_job_id) FROM {table}"
+        " WHERE last_job_id = ? ORDER BY ALL",
+        [job_id],
     )
-    assert failed.status_code == 200 and failed.content == reference_failed.content
 
 
 @pytest.mark.slow
-def test_a_worker_killed_before_it_staged_a_kept_body_loses_nothing(tmp_path: Path) -> None:
-    """kill -9 of the worker that took the job, before it staged the body: its successor stages it, and the
-    job lands once."""
+@pytest.mark.parametrize("hook", ["before staging", "mid-stream"])
+def test_a_worker_killed_while_it_reads_a_kept_body_loses_nothing(tmp_path: Path, hook: str) -> None:
+    """kill -9 of the worker that took the job, before it read the body or between two of its chunks: its
+    successor reads it again from the start, and the job lands once, with its failed rows."""
     stockyard = Stockyard(tmp_path / "stockyard")
     try:
-        serve = stockyard.serve(STOCKYARD_WORKERS="1", STOCKYARD_GROUP_MAX_ROWS="100", STOCKYARD_TEST_STAGE_DELAY="3")
-        rows = [{"externalId": f"SUPPLIER-{i:08d}"} for i in range(ROWS)]  # over 512 KiB: kept for the worker
+        pause = {"STOCKYARD_TEST_STAGE_DELAY" if hook == "before staging" else "STOCKYARD_TEST_PREPARE_DELAY": "3"}
+        serve = stockyard.serve(
+            STOCKYARD_WORKERS="1", STOCKYARD_GROUP_MAX_ROWS="100", STOCKYARD_VALIDATION_CHUNK_ROWS="4096", **pause
+        )
+        rows: list[Any] = [{"externalId": f"SUPPLIER-{i:08d}"} for i in range(ROWS)]  # over 512 KiB: kept
+        rows[12_345] = {"externalId": ""}
         job_id = stockyard.accept("suppliers", {"suppliers": rows})
-        wait_for(lambda: f"staging of job {job_id} paused" in serve.output(), 30, "the worker to take the job")
+        paused = "staging of job" if hook == "before staging" else "prepare of job"
+        wait_for(lambda: f"{paused} {job_id} paused" in serve.output(), 30, "the worker to take the job")
         (worker,) = children_of(serve.pid, "service.cli worker")
         os.killpg(worker, signal.SIGKILL)
-        (status,) = stockyard.wait_finished([job_id], timeout=90)
-        assert status["status"] == "COMPLETED" and status["failedCount"] == 0 and status["rowCount"] == ROWS
+        (status,) = stockyard.wait_finished([job_id], timeout=120)
+        assert status["status"] == "COMPLETED" and status["rowCount"] == ROWS and status["failedCount"] == 1
+        assert status["errors"][0]["row"] == 12_345
         assert f"re-queued 1 accepted job(s) {job_id}" in serve.output()
         assert stockyard.query("SELECT count(*), count(DISTINCT external_id) FROM suppliers", after=[job_id]) == [
-            (ROWS, ROWS)
+            (ROWS - 1, ROWS - 1)
         ]
         assert stockyard.query("SELECT count(*) FROM import_jobs") == [(1,)]
+        failed = httpx.get(
+            f"{stockyard.url}/api/import/status/{job_id}/failed-rows", headers={"x-api-key": stockyard.key_of("acme")}
+        )
+        assert failed.json()["suppliers"] == [{"externalId": "", "_row": 12_345, "_errors": ["externalId is required"]}]
     finally:
         stockyard.cleanup()
 
