@@ -6,6 +6,7 @@ job's first errors and warnings added: a field of the record is declared once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
 from typing import Annotated, Any, get_type_hints
 
@@ -157,14 +158,37 @@ def issues(items: list[dict[str, Any]]) -> list[RowIssue]:
     return [RowIssue(**item) for item in items]
 
 
+def first_issues(files: JobFiles, kind: str) -> list[RowIssue]:
+    """The first STATUS_ERROR_LIMIT errors or warnings (`kind`) of a job, for its status. A client polling a
+    status reads them again and again, and a job's files never change but to be replaced whole: each
+    version of a file is read once per process (_FIRST_ISSUES_KEPT of them are kept)."""
+    path = files.errors if kind == "errors" else files.warnings
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return []
+    return list(_first_issues_of(str(path), found.st_ino, found.st_mtime_ns, found.st_size))
+
+
+_FIRST_ISSUES_KEPT = 64
+
+
+@functools.lru_cache(maxsize=_FIRST_ISSUES_KEPT)
+def _first_issues_of(path: str, inode: int, modified: int, size: int) -> tuple[RowIssue, ...]:
+    try:
+        return tuple(issues(pl.scan_parquet(path).slice(0, STATUS_ERROR_LIMIT).collect().to_dicts()))
+    except FileNotFoundError:  # replaced since it was looked at: the caller's next look finds the new one
+        return ()
+
+
 def status_view(record: JobRecord, settings: Settings) -> Any:
     files = JobFiles.of(settings.staging_dir, record.organization_id, record.job_id)
     if record.status == JobStatus.FAILED.value:
         errors = [RowIssue(**job_level_error(record.job_error or "import failed", record.job_error_code))]
     else:
-        errors = issues(read_issues(files, "errors", 0, STATUS_ERROR_LIMIT))
+        errors = first_issues(files, "errors")
     values = {wire: getattr(record, name) for name, wire in WIRE_FIELDS.items()}
-    warnings = issues(read_issues(files, "warnings", 0, STATUS_ERROR_LIMIT))
+    warnings = first_issues(files, "warnings")
     if record.is_open and record.waiting_reason:  # transient trouble: the job waits and is tried again
         warnings.insert(0, RowIssue(row=None, field=None, code="retrying", message=record.waiting_reason, value=None))
     return JobStatusView(**values, errors=errors, warnings=warnings)

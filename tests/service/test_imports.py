@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import polars as pl
 import pytest
 
 from tests.conftest import Api
@@ -271,6 +272,22 @@ def test_errors_are_paged_beyond_the_first_thousand(api: Api) -> None:
         offset += 400
     assert seen == list(range(1500))
 
+
+
+def test_the_status_shows_the_errors_file_as_it_is_now(api: Api) -> None:
+    """The status keeps a job's first errors decoded while their file is the same; a file written anew (a job
+    prepared again) is read anew."""
+    from service.job_files import JobFiles
+    from service.prepare import IssueWriter
+
+    status = api.run("inventory", [{"skuId": "S1", "locationId": "L", "quantityOnHand": -1}])
+    assert [error["row"] for error in status["errors"]] == [0]
+    assert api.status(status["jobId"]).json()["errors"] == status["errors"]  # read again, the same
+    files = JobFiles.of(api.settings.staging_dir, "acme", status["jobId"])
+    again = pl.read_parquet(files.errors).with_columns(pl.lit("rewritten").alias("message"))
+    with IssueWriter(files.errors) as writer:
+        writer.write(again.with_columns(pl.lit(0, pl.Int64()).alias("position")))
+    assert [error["message"] for error in api.status(status["jobId"]).json()["errors"]] == ["rewritten"]
 
 def test_analysts_holding_the_copy_never_block_imports(api: Api) -> None:
     import duckdb
