@@ -173,9 +173,6 @@ Chunk = tuple[pl.DataFrame, pl.DataFrame | None]
 """Staged rows, and their lines (for a kind with lines), as staging writes them to its files."""
 
 _END = object()
-STREAMED_ELEMENT_BYTES = 16 << 20
-"""DuckDB's `maximum_object_size` when it streams a kept body: its read buffers grow with it (by 60 MB at
-the size of a 100 MB body, measured), and an element too large for it makes the body NotStreamable."""
 
 
 @contextmanager
@@ -183,9 +180,14 @@ def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> It
     """The staged rows (and lines) of a kept body, about `chunk_rows` rows at a time, in row order, equal to
     what staging it whole writes. Iterating raises NotStreamable, at whatever chunk, when the body needs
     staging whole; the caller then stages it so (its validated chunks are of no use)."""
-    query = rows_query(contract, kept_path, min(kept_path.stat().st_size, STREAMED_ELEMENT_BYTES), tolerant=False)
+    # DuckDB's array reader fails on an element that straddles two of its buffers unless one buffer holds the
+    # whole body (`maximum_object_size` sets their size): reading a 277 MB body with 16 MB said "Malformed JSON"
+    query = rows_query(contract, kept_path, max(kept_path.stat().st_size, 1 << 20), tolerant=False)
     with staging_database(ordered=True) as con:
-        reader = con.sql(query).to_arrow_reader(chunk_rows)
+        try:
+            reader = con.sql(query).to_arrow_reader(chunk_rows)  # reads the first chunk already
+        except duckdb.InvalidInputException as error:
+            raise NotStreamable(str(error).splitlines()[0]) from error
         ahead: queue.Queue[object] = queue.Queue(maxsize=1)
         stop = threading.Event()
 
@@ -220,15 +222,23 @@ def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> It
 
 def _chunks(contract: Contract, ahead: queue.Queue[object]) -> Iterator[Chunk]:
     while (item := ahead.get()) is not _END:
-        if isinstance(item, duckdb.InvalidInputException):
-            raise NotStreamable(str(item).splitlines()[0]) from item
         if isinstance(item, BaseException):
+            if _refused_input(item):
+                raise NotStreamable(str(item).splitlines()[0]) from item
             raise item
         assert isinstance(item, pa.RecordBatch)
         rows, lines = _staged_chunk(contract, pl.DataFrame(item))
         if has_rewritten_numbers(contract, rows, lines):
             raise NotStreamable("an identifier sent as a number is to be staged with its text as sent")
         yield rows, lines
+
+
+def _refused_input(item: BaseException) -> bool:
+    """Did DuckDB's fast reader refuse the body? Through the Arrow stream its InvalidInputException arrives
+    as Arrow's error, with DuckDB's message."""
+    if isinstance(item, duckdb.InvalidInputException):
+        return True
+    return isinstance(item, OSError | pa.ArrowException) and str(item).startswith("Invalid Input Error")
 
 
 def _staged_chunk(contract: Contract, frame: pl.DataFrame) -> Chunk:

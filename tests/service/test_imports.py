@@ -273,7 +273,6 @@ def test_errors_are_paged_beyond_the_first_thousand(api: Api) -> None:
     assert seen == list(range(1500))
 
 
-
 def test_the_status_shows_the_errors_file_as_it_is_now(api: Api) -> None:
     """The status keeps a job's first errors decoded while their file is the same; a file written anew (a job
     prepared again) is read anew."""
@@ -288,6 +287,7 @@ def test_the_status_shows_the_errors_file_as_it_is_now(api: Api) -> None:
     with IssueWriter(files.errors) as writer:
         writer.write(again.with_columns(pl.lit(0, pl.Int64()).alias("position")))
     assert [error["message"] for error in api.status(status["jobId"]).json()["errors"]] == ["rewritten"]
+
 
 def test_analysts_holding_the_copy_never_block_imports(api: Api) -> None:
     import duckdb

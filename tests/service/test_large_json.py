@@ -24,6 +24,7 @@ from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.recovery import PARTIAL_FILE_AGE_SECONDS, _remove_partial_files
 from service.settings import Settings, get_settings
+from service.staging.large_json import NotStreamable, kept_body_chunks
 from tests.conftest import Api
 from tests.service.processes import Stockyard, children_of, wait_for
 
@@ -229,3 +230,35 @@ def test_a_kept_body_whose_job_was_never_recorded_is_removed_after_an_hour(tmp_p
     recorded.record.write_bytes(b"{}")
     assert _remove_partial_files(staging_dir) == 1
     assert not orphan.upload.exists() and recorded.upload.exists()
+
+
+@pytest.mark.parametrize("at", [5, 15_000], ids=["in the first chunk", "after the first chunks"])
+def test_a_body_the_fast_reader_refuses_is_not_streamable(tmp_path: Path, at: int) -> None:
+    """An element that is not an object (nor null): refused as DuckDB starts, or later through the Arrow
+    stream, either way NotStreamable."""
+    rows: list[Any] = [{"externalId": f"SUPPLIER-{i:08d}"} for i in range(ROWS)]
+    rows[at] = 5
+    body = tmp_path / "upload.json"
+    body.write_text(json.dumps(rows))
+    read = 0
+    with pytest.raises(NotStreamable), kept_body_chunks(KINDS["suppliers"].contract, body, 2048) as chunks:
+        for chunk, _ in chunks:
+            read += chunk.height
+    assert read <= at
+
+
+def test_a_body_larger_than_duckdbs_read_buffer_streams_as_it_stages(tmp_path: Path) -> None:
+    """Elements that straddle two of DuckDB's read buffers: with buffers smaller than the body, this body's
+    row 121,093 (at 32 MiB) made DuckDB's array reader say "Malformed JSON"; read whole, in order."""
+    body = generate_body(BatchSpec("purchase-orders", 125_000))  # the first rows of the benchmark's 1M
+    assert len(body) > 2 * (16 << 20)
+    (tmp_path / "body.json").write_bytes(body)
+    contract = KINDS["purchase-orders"].contract
+    staging.from_json.isolate_array(tmp_path / "body.json", contract.array_key)
+    with kept_body_chunks(contract, tmp_path / "body.json", 50_000) as chunks:
+        read = list(chunks)
+    staging.stage_kept_body(contract, tmp_path / "body.json", tmp_path / "rows.parquet", tmp_path / "lines.parquet")
+    assert pl.concat([rows for rows, _ in read]).equals(pl.read_parquet(tmp_path / "rows.parquet"))
+    assert pl.concat([lines for _, lines in read if lines is not None]).equals(
+        pl.read_parquet(tmp_path / "lines.parquet")
+    )
