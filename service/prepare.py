@@ -22,6 +22,7 @@ import errno
 import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import polars as pl
 import pyarrow.parquet as pq
 import redis
@@ -579,6 +581,23 @@ def _finish(context: Context, record: JobRecord, prepared: Prepared, failed: int
     record.waiting_reason = None
     record.retry_at = None
     record.transient_failures = 0
+
+
+def warm_up() -> None:
+    """Read, validate and transform two rows of every kind, writing nothing that stays: a worker's first
+    large job then does not pay for loading pandera's backends and DuckDB's staging database (0.1-0.15 s,
+    measured on 1M rows). Run by a new worker, beside its loop."""
+    with tempfile.TemporaryDirectory(prefix="stockyard-warm-up-") as directory:
+        for kind in KINDS.values():
+            contract = kind.contract
+            row: dict[str, object] = {field.name: field.example for field in contract.fields}
+            if contract.has_lines:
+                row["lines"] = [{field.name: field.example for field in contract.line_fields}]
+            body = Path(directory) / f"{contract.kind}.json"
+            body.write_bytes(msgspec.json.encode([row, row]))
+            with kept_body_chunks(contract, body, 1000) as chunks:
+                validated = validate_chunks(contract, chunks, 2, lambda errors, chunk: None)
+            kind.prepare(validated, "warm-up")
 
 
 def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:

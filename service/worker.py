@@ -24,6 +24,7 @@ import rq
 from service import recovery, retention
 from service.applier import Applier, ApplyLane, run_standby
 from service.job_store import JobStore
+from service.prepare import warm_up
 from service.queue import Queues
 from service.settings import Settings
 from service.webhooks import Sender
@@ -100,6 +101,7 @@ def run_worker(settings: Settings, connection: redis.Redis) -> None:
     """
     stopping = threading.Event()
     threading.Thread(target=Sender(settings, connection).run, args=(stopping,), name="webhooks", daemon=True).start()
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     standby = None
     if settings.apply:
         standby = threading.Thread(
@@ -120,6 +122,13 @@ def run_worker(settings: Settings, connection: redis.Redis) -> None:
     stopping.set()
     if standby is not None:
         standby.join(settings.shutdown_timeout_seconds + 5)
+
+
+def _warm_up() -> None:
+    try:
+        warm_up()
+    except Exception:  # only ever a loss of time: the first job warms up instead
+        logger.warning("warming up failed", exc_info=True)
 
 
 def drain(settings: Settings, connection: redis.Redis, *, max_rounds: int = 50) -> None:

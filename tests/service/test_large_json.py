@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from litestar.testing import TestClient
 
 from benchmarks.generators import BatchSpec, generate_body
-from service import staging
+from service import prepare, staging
 from service.app import create_app
 from service.errors import BadRequestError
 from service.job_files import JobFiles
@@ -262,3 +263,19 @@ def test_a_body_larger_than_duckdbs_read_buffer_streams_as_it_stages(tmp_path: P
     assert pl.concat([lines for _, lines in read if lines is not None]).equals(
         pl.read_parquet(tmp_path / "lines.parquet")
     )
+
+
+def test_warming_up_reads_every_kind_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new worker reads, validates and transforms two rows of each kind in a temporary directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    read: list[str] = []
+    real = prepare.kept_body_chunks
+
+    def counted(contract: Any, path: Path, chunk_rows: int) -> Any:
+        read.append(contract.kind)
+        return real(contract, path, chunk_rows)
+
+    monkeypatch.setattr(prepare, "kept_body_chunks", counted)
+    prepare.warm_up()
+    assert read == list(KINDS)
+    assert list(tmp_path.iterdir()) == []
