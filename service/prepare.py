@@ -73,6 +73,14 @@ _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno
 _TRANSIENT_BACKOFF_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_CATALOG_LOST = (
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+    "could not connect to server",
+    "Connection refused",
+    "no connection to the server",
+)
+"""What DuckDB's postgres extension says when the lake's catalog server is gone (restarting, or killed)."""
 
 logger = logging.getLogger("stockyard.prepare")
 
@@ -108,6 +116,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, duckdb.TransactionException) and "conflict" in str(error).lower():
         return True  # DuckLake failed a commit that another writer's overlapped: nothing of it was written
     text = str(error)
+    if isinstance(error, duckdb.Error) and any(lost in text for lost in _CATALOG_LOST):
+        return True  # the lake's PostgreSQL went away mid-statement (DuckDB reports it in any class of error)
     found = _OS_ERROR.search(text)
     if found is not None:
         return int(found.group(1)) in _TRANSIENT_ERRNOS

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -14,7 +15,14 @@ from benchmarks.generators import ARRAY_KEYS, KINDS, BatchSpec, generate_body
 from contracts.common import ROW, validate
 from service.job_files import JobFiles
 from service.kinds import KINDS as REGISTRY
-from service.prepare import GROUP_ROW_STRIDE, has_prepared, read_prepared, transform_group, write_prepared
+from service.prepare import (
+    GROUP_ROW_STRIDE,
+    has_prepared,
+    is_transient,
+    read_prepared,
+    transform_group,
+    write_prepared,
+)
 from tests.frames import staged_lines, staged_rows, validate_elements
 from transforms import Prepared
 
@@ -104,3 +112,29 @@ def test_prepared_files_read_back_exactly_as_written(kind: str, in_one_file: boo
         assert read_prepared(files, has_lines).rows.equals(written.rows)
         assert files.prepared_all.exists() != in_one_file  # the first way's files are gone
         assert files.prepared_rows.exists() == in_one_file
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (
+            duckdb.BinderException(
+                "Failed to get data file list from DuckLake: server closed the connection unexpectedly"
+            ),
+            True,
+        ),
+        (
+            duckdb.InvalidInputException("Failed to prepare query: could not connect to server: Connection refused"),
+            True,
+        ),
+        (duckdb.IOException("Could not write file: No space left on device"), True),
+        (duckdb.TransactionException("Transaction conflict: cannot delete from a table written meanwhile"), True),
+        (duckdb.BinderException('Referenced column "sku" not found'), False),
+        (ValueError("not a number"), False),
+    ],
+    ids=["catalog gone mid-statement", "catalog refusing", "disk full", "lake conflict", "a bug", "a bad value"],
+)
+def test_what_is_worth_another_try(error: Exception, transient: bool) -> None:
+    """A lake whose PostgreSQL went away (killed, restarting) is waited for, as a full disk is: the job is
+    tried again, never FAILED; an error of the job itself is not retried."""
+    assert is_transient(error) is transient
