@@ -169,6 +169,17 @@ class NotStreamable(Exception):
     back as sent."""
 
 
+class BuffersTooSmall(NotStreamable):
+    """DuckDB's array reader said "Malformed JSON" of a body that is JSON (the API checked it): with read
+    buffers smaller than the body it can fail where an element straddles two of them (a purchase-orders
+    body at 32 MiB, with 16 MB buffers). Read it again with one buffer for the whole body."""
+
+
+STREAMED_BUFFER_BYTES = 16 << 20
+"""DuckDB's read buffers (its `maximum_object_size`) when it streams a kept body: a buffer the size of the
+body cost 900 MB more than this for a 980 MB body (measured), but see BuffersTooSmall."""
+
+
 Chunk = tuple[pl.DataFrame, pl.DataFrame | None]
 """Staged rows, and their lines (for a kind with lines), as staging writes them to its files."""
 
@@ -176,18 +187,20 @@ _END = object()
 
 
 @contextmanager
-def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> Iterator[Iterator[Chunk]]:
+def kept_body_chunks(
+    contract: Contract, kept_path: Path, chunk_rows: int, *, whole_buffer: bool = False
+) -> Iterator[Iterator[Chunk]]:
     """The staged rows (and lines) of a kept body, about `chunk_rows` rows at a time, in row order, equal to
     what staging it whole writes. Iterating raises NotStreamable, at whatever chunk, when the body needs
-    staging whole; the caller then stages it so (its validated chunks are of no use)."""
-    # DuckDB's array reader fails on an element that straddles two of its buffers unless one buffer holds the
-    # whole body (`maximum_object_size` sets their size): reading a 277 MB body with 16 MB said "Malformed JSON"
-    query = rows_query(contract, kept_path, max(kept_path.stat().st_size, 1 << 20), tolerant=False)
+    staging whole (BuffersTooSmall: reading again with `whole_buffer`); the caller then starts over (its
+    validated chunks are of no use)."""
+    size = kept_path.stat().st_size
+    buffer = max(size, 1 << 20) if whole_buffer else min(size, STREAMED_BUFFER_BYTES)
     with staging_database(ordered=True) as con:
         try:
-            reader = con.sql(query).to_arrow_reader(chunk_rows)  # reads the first chunk already
-        except duckdb.InvalidInputException as error:
-            raise NotStreamable(str(error).splitlines()[0]) from error
+            reader = con.sql(rows_query(contract, kept_path, buffer, tolerant=False)).to_arrow_reader(chunk_rows)
+        except duckdb.InvalidInputException as error:  # it reads the first chunk already
+            raise _refusal(error, buffer < size) from error
         ahead: queue.Queue[object] = queue.Queue(maxsize=1)
         stop = threading.Event()
 
@@ -212,7 +225,7 @@ def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> It
         thread = threading.Thread(target=read_ahead, name=f"read {kept_path.name}", daemon=True)
         thread.start()
         try:
-            yield _chunks(contract, ahead)
+            yield _chunks(contract, ahead, buffer < size)
         finally:
             stop.set()
             if thread.is_alive():
@@ -220,17 +233,22 @@ def kept_body_chunks(contract: Contract, kept_path: Path, chunk_rows: int) -> It
             thread.join()
 
 
-def _chunks(contract: Contract, ahead: queue.Queue[object]) -> Iterator[Chunk]:
+def _chunks(contract: Contract, ahead: queue.Queue[object], small_buffers: bool) -> Iterator[Chunk]:
     while (item := ahead.get()) is not _END:
         if isinstance(item, BaseException):
             if _refused_input(item):
-                raise NotStreamable(str(item).splitlines()[0]) from item
+                raise _refusal(item, small_buffers) from item
             raise item
         assert isinstance(item, pa.RecordBatch)
         rows, lines = _staged_chunk(contract, pl.DataFrame(item))
         if has_rewritten_numbers(contract, rows, lines):
             raise NotStreamable("an identifier sent as a number is to be staged with its text as sent")
         yield rows, lines
+
+
+def _refusal(error: BaseException, small_buffers: bool) -> NotStreamable:
+    reason = str(error).splitlines()[0]
+    return BuffersTooSmall(reason) if small_buffers and "Malformed JSON" in reason else NotStreamable(reason)
 
 
 def _refused_input(item: BaseException) -> bool:
