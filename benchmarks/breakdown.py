@@ -13,6 +13,7 @@ timed apart, as `remerge`.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from service.kinds import KINDS
 from service.prepare import read_prepared, validate_chunks, validate_in_chunks, write_prepared
 from service.settings import Settings
 from service.staging import stage_body
-from service.staging.large_json import kept_body_chunks
+from service.staging.large_json import Chunk, read_kept_body
 from transforms import Prepared
 
 ORGANIZATION = "bench"
@@ -65,8 +66,12 @@ def _prepare(
     errors: list[pl.DataFrame] = []
     with clock.stage("read+validate"):
         if staged.body_kept:
-            with kept_body_chunks(contract, files.upload, settings.validation_chunk_rows) as chunks:
-                validated = validate_chunks(contract, chunks, staged.row_count, lambda found, _: errors.append(found))
+
+            def validate(chunks: Iterator[Chunk]) -> Validated:
+                errors.clear()  # a body read again starts over
+                return validate_chunks(contract, chunks, staged.row_count, lambda found, _: errors.append(found))
+
+            validated = read_kept_body(contract, files.upload, settings.validation_chunk_rows, validate)
         else:
             rows = pl.scan_parquet(files.rows)
             lines = pl.scan_parquet(lines_path) if lines_path is not None else None

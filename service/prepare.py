@@ -49,7 +49,7 @@ from service.kinds import KINDS
 from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
 from service.staging import stage_kept_body
-from service.staging.large_json import BuffersTooSmall, Chunk, NotStreamable, kept_body_chunks
+from service.staging.large_json import Chunk, NotStreamable, kept_body_chunks, read_kept_body
 from service.webhooks import notify_job_ended
 from transforms import JOB, Prepared
 
@@ -408,22 +408,18 @@ def _prepare_large(context: Context, record: JobRecord) -> None:
     contract = KINDS[record.kind].contract
     files = context.store.files(record)
     chunk_rows = context.settings.validation_chunk_rows
-    whole_buffer = False
-    while files.upload.exists():
+    if files.upload.exists():
         hooks.stage_pause(record.job_id)
-        try:
-            with (
-                kept_body_chunks(contract, files.upload, chunk_rows, whole_buffer=whole_buffer) as chunks,
-                FailedRowsWriter(files) as failed,
-            ):
+
+        def validate_and_finish(chunks: Iterator[Chunk]) -> None:
+            with FailedRowsWriter(files) as failed:
                 _validate_and_finish(context, record, chunks, failed)
+
+        try:
+            read_kept_body(contract, files.upload, chunk_rows, validate_and_finish)
             return
-        except BuffersTooSmall as reason:
-            logger.info("job %s: its body is read again with one buffer (%s)", record.job_id, reason)
-            whole_buffer = True
         except NotStreamable as reason:
             logger.info("job %s: its body is staged whole before it is validated (%s)", record.job_id, reason)
-            break
     rows, lines = _scan_staged(contract, files, record.job_id)
     height = rows.select(pl.len()).collect().item()
     _validate_and_finish(context, record, staged_chunks(rows, lines, chunk_rows, height), None)

@@ -15,13 +15,15 @@ keeps the rows that failed, for the failed-rows download). The kept body stays u
 from __future__ import annotations
 
 import codecs
+import logging
 import mmap
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import msgspec
@@ -35,6 +37,8 @@ from service.staging.from_json import rows_query
 from service.staging.numbers import has_rewritten_numbers
 from service.staging.sql import staging_database
 from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_keys_of
+
+logger = logging.getLogger(__name__)
 
 _CHECK_STEP = 16 << 20
 """UTF-8 is checked this many bytes at a time: the decoded text is never the whole body in memory."""
@@ -184,6 +188,19 @@ Chunk = tuple[pl.DataFrame, pl.DataFrame | None]
 """Staged rows, and their lines (for a kind with lines), as staging writes them to its files."""
 
 _END = object()
+T = TypeVar("T")
+
+
+def read_kept_body(contract: Contract, kept_path: Path, chunk_rows: int, consume: Callable[[Iterator[Chunk]], T]) -> T:
+    """`consume` the chunks of a kept body (kept_body_chunks), and again from the start, read with one buffer,
+    when DuckDB trips on its buffers (BuffersTooSmall). NotStreamable: the body is to be staged whole."""
+    try:
+        with kept_body_chunks(contract, kept_path, chunk_rows) as chunks:
+            return consume(chunks)
+    except BuffersTooSmall as reason:
+        logger.info("%s is read again with one buffer (%s)", kept_path.name, reason)
+    with kept_body_chunks(contract, kept_path, chunk_rows, whole_buffer=True) as chunks:
+        return consume(chunks)
 
 
 @contextmanager

@@ -154,7 +154,7 @@ def test_the_api_answers_before_staging_and_the_worker_streams_the_body(
     assert accepted.json()["rowCount"] == (125_000 if kind == "purchase orders straddling" else ROWS)
     files = JobFiles.of(settings.staging_dir, "acme", job_id)
     assert files.upload.exists() and not files.rows.exists() and not files.body.exists()
-    caplog.set_level(logging.INFO, logger="stockyard.prepare")
+    caplog.set_level(logging.INFO)
     api.work()
     assert ("read again with one buffer" in caplog.text) is (kind == "purchase orders straddling")
     kept = api.status(job_id).json()
