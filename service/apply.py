@@ -37,9 +37,9 @@ from service import hooks, logs, metrics
 from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, release_ended, try_lock
 from service.kinds import KINDS
-from service.prepare import fail_job, is_transient, read_prepared, transient_reason
+from service.prepare import fail_job, is_transient, read_prepared, stored_prepared, transient_reason
 from service.queue import APPLY_PREFIX, queued_ids
-from service.warehouse import KindTables, applied_at, apply_jobs, count_changes
+from service.warehouse import KindTables, Merged, applied_at, apply_jobs, count_changes
 from service.webhooks import notify_job_ended
 from transforms import Prepared
 
@@ -212,10 +212,13 @@ def apply_run(applier: Applier, run: Run) -> int:
 def _commit_run(applier: Applier, run: Run) -> int:
     store = applier.store
     started = time.perf_counter()
-    loaded: list[tuple[Prepared, JobRecord]] = []
+    loaded: list[tuple[Merged, JobRecord]] = []
     for record in run.jobs:
+        files, has_lines = store.files(record), KINDS[record.kind].contract.has_lines
         try:
-            loaded.append((read_prepared(store.files(record), KINDS[record.kind].contract.has_lines), record))
+            # a large job alone (not a dry run, which is counted in memory): DuckDB reads its files itself
+            stored = stored_prepared(files, has_lines) if len(run.jobs) == 1 and not record.dry_run else None
+            loaded.append((stored or read_prepared(files, has_lines), record))
         except FileNotFoundError:
             # the prepared result is gone (a disk lost it): prepare it again, nothing is lost
             logger.warning("prepared files of job %s are missing; preparing it again", record.job_id)
@@ -223,7 +226,9 @@ def _commit_run(applier: Applier, run: Run) -> int:
             applier.queues.enqueue_prepare(record, again=True)
             return 0
     if run.jobs and run.jobs[0].dry_run:
-        return _count_dry_run(applier, run, loaded[0][0])
+        counted = loaded[0][0]
+        assert isinstance(counted, Prepared)
+        return _count_dry_run(applier, run, counted)
     with applier.warehouse.cursor() as con:
         committed = applied_at(con, [record.job_id for record in run.jobs])
         pending = [(prepared, record) for prepared, record in loaded if record.job_id not in committed]
@@ -258,7 +263,7 @@ def _commit_run(applier: Applier, run: Run) -> int:
     return len(run.jobs) + len(run.failed)
 
 
-def tables_written(tables: KindTables | None, prepared: Sequence[Prepared]) -> list[str]:
+def tables_written(tables: KindTables | None, prepared: Sequence[Merged]) -> list[str]:
     """The tables a merge deletes from or adds stubs to (import_jobs only ever gains rows)."""
     if tables is None:
         return []

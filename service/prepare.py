@@ -50,6 +50,7 @@ from service.queue import Queues, job_id_of, queued_ids, take_from_queue
 from service.settings import Settings, get_settings
 from service.staging import stage_kept_body
 from service.staging.large_json import Chunk, NotStreamable, kept_body_chunks, read_kept_body
+from service.warehouse import StoredJob
 from service.webhooks import notify_job_ended
 from transforms import JOB, Prepared
 
@@ -664,6 +665,22 @@ def has_prepared(files: JobFiles, has_lines: bool) -> bool:
     """Are the prepared files of the job there (in one file, or a file each)?"""
     return files.prepared_all.exists() or (
         files.prepared_rows.exists() and (not has_lines or files.prepared_lines.exists())
+    )
+
+
+def stored_prepared(files: JobFiles, has_lines: bool) -> StoredJob | None:
+    """A large job's prepared parts as the files they are, for the warehouse to read itself; None when the job
+    was written in one file (a small job), or its files are not all there."""
+    if files.prepared_all.exists() or not has_prepared(files, has_lines):
+        return None
+    return StoredJob(
+        rows=files.prepared_rows,
+        lines=files.prepared_lines if has_lines else None,
+        references={
+            table: files.prepared_references(table)
+            for table in REFERENCE_TABLES
+            if files.prepared_references(table).exists()
+        },
     )
 
 

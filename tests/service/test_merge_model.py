@@ -28,10 +28,10 @@ from service import warehouse
 from service.job import JobRecord, iso, utc_now
 from service.job_files import JobFiles
 from service.kinds import KINDS
-from service.prepare import read_prepared, write_prepared
+from service.prepare import read_prepared, stored_prepared, write_prepared
 from service.staging import stage_body
+from service.warehouse import Merged
 from tests.conftest import S3Server, new_catalog
-from transforms import Prepared
 
 ORG = "acme"
 ORGANIZATIONS = st.sampled_from([ORG, "globex"])
@@ -114,9 +114,10 @@ class Model:
 
 
 def _prepare(
-    directory: Path, kind: str, rows: list[dict[str, Any]], organization: str = ORG
-) -> tuple[Prepared, JobRecord]:
-    """Stage, validate and transform as the API and prepare do, through the prepared files apply reads."""
+    directory: Path, kind: str, rows: list[dict[str, Any]], organization: str = ORG, *, alone: bool = False
+) -> tuple[Merged, JobRecord]:
+    """Stage, validate and transform as the API and prepare do, through the prepared files apply reads: a job
+    applied `alone` and written a file each, as a large job is, is merged from its files as they are."""
     contract = KINDS[kind].contract
     files = JobFiles.of(directory / "staging", organization, secrets.token_hex(16))
     files.directory.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,8 @@ def _prepare(
     write_prepared(files, KINDS[kind].prepare(validated, organization), in_one_file=len(rows) % 2 == 0)  # both ways
     now = iso(utc_now())
     record = JobRecord(files.job_id, organization, kind, "PROCESSING", len(rows), now, started_at=now)
-    return read_prepared(files, contract.has_lines), record
+    stored = stored_prepared(files, contract.has_lines) if alone else None
+    return stored or read_prepared(files, contract.has_lines), record
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ def _apply_together(
     """Consecutive imports of one kind in one transaction, as the applier applies a run of small jobs
     (of `organizations`, one per import, if given)."""
     owners = organizations or [ORG] * len(imports)
-    jobs = [_prepare(directory, kind, rows, owner) for rows, owner in zip(imports, owners, strict=True)]
+    alone = len(imports) == 1
+    jobs = [_prepare(directory, kind, rows, owner, alone=alone) for rows, owner in zip(imports, owners, strict=True)]
     with live.cursor() as con:
         warehouse.apply_jobs(con, KINDS[kind].tables, jobs)
 
