@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from service import hooks, logs, metrics
+from service.errors import TransientError
 from service.job import JobRecord, JobStatus, iso, parse_iso
 from service.job_files import apply_lock_path, release_ended, try_lock
 from service.kinds import KINDS
@@ -196,6 +197,9 @@ def apply_run(applier: Applier, run: Run) -> int:
     except Exception as error:
         if is_transient(error):
             raise
+        unreachable = applier.warehouse.unreachable()
+        if unreachable is not None:  # whatever DuckDB said, it lost the warehouse meanwhile: nothing was written
+            raise TransientError(f"waiting for the warehouse: {unreachable}") from error
         if len(run.jobs) > 1:
             logger.warning("%d jobs applied together failed (%s); applying each alone", len(run.jobs), error)
             settled = 0

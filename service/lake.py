@@ -143,6 +143,11 @@ class Lake(Warehouse):
 
     publishes = False
 
+    def unreachable(self) -> str | None:
+        """Whether the catalog answers now: DuckDB reports a catalog lost mid-statement in errors of any class
+        (a Binder Error, an INTERNAL Error), so a job's failure is first checked against it."""
+        return catalog_problem(self.catalog)
+
     def __init__(
         self,
         data_dir: Path,

@@ -193,6 +193,10 @@ class Warehouse:
         """What the warehouse is, for log lines and the readiness probe."""
         return str(self.path)
 
+    def unreachable(self) -> str | None:
+        """What keeps the warehouse from answering now, or None (a file always answers; a lake's catalog may not)."""
+        return None
+
     def _database(self) -> duckdb.DuckDBPyConnection:
         with self._opening:
             if self._lock is None:

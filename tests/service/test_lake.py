@@ -262,3 +262,11 @@ def test_maintenance_while_jobs_commit_loses_nothing(tmp_path: Path, lake_catalo
     finally:
         done.set()
         lake.release()
+
+
+def test_a_lake_says_when_its_catalog_does_not_answer(tmp_path: Path, lake_catalog: str) -> None:
+    """A job whose merge failed is failed for good only if the catalog answers: DuckDB reports a catalog lost
+    mid-statement in errors of any class (service/apply.py asks this first)."""
+    assert Lake(tmp_path, lake_catalog, tmp_path / "lake").unreachable() is None
+    gone = Lake(tmp_path, f"host={tmp_path / 'no-server'} port=5432 user=postgres dbname=stockyard", tmp_path / "x")
+    assert "connect" in (gone.unreachable() or "").lower()
