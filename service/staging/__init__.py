@@ -49,7 +49,7 @@ from service.staging.large_json import keep_large_body
 from service.staging.sql import literal, staging_database
 from service.staging.unknown_fields import UnknownField, find_unknown_fields
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from service.errors import BadRequestError, PayloadTooLargeError
 from service.staging.formats import UploadFormat
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 _BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 

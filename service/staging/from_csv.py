@@ -18,7 +18,7 @@ from service.staging.records import line_reader, read_records
 from service.staging.rows import copy_records
 from service.staging.sql import key_text, literal, quote
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 _MAX_HEADER_BYTES = 1 << 20
 

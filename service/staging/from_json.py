@@ -20,7 +20,7 @@ from service.staging.numbers import json_elements, restore_number_texts
 from service.staging.rows import copy_raw_rows
 from service.staging.sql import last_value, quote
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 _PADDING = b" "
 

@@ -15,7 +15,7 @@ from service.staging.records import line_reader, read_records
 from service.staging.rows import copy_raw_rows
 from service.staging.sql import finite, last_value, quote
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 _LINE_DELIMITER = "\x01\x02\x03\x04"
 """Reading NDJSON with DuckDB's CSV reader, one column per line: no valid JSON line holds a raw control

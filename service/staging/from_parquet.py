@@ -15,7 +15,7 @@ from service.staging.formats import MAX_COLUMNS
 from service.staging.rows import copy_raw_rows, copy_records
 from service.staging.sql import finite, key_text, literal, quote
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 
 def _reader(con: duckdb.DuckDBPyConnection, body_path: Path) -> tuple[str, str, set[str]]:

@@ -38,7 +38,7 @@ from service.staging.numbers import has_rewritten_numbers
 from service.staging.sql import staging_database
 from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_keys_of
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 _CHECK_STEP = 16 << 20
 """UTF-8 is checked this many bytes at a time: the decoded text is never the whole body in memory."""

@@ -10,7 +10,7 @@ import duckdb
 
 from service.staging.sql import literal
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 MAX_LINE_BYTES = 64 << 20
 """The longest NDJSON line or CSV record read (longer is a row error): DuckDB's buffers grow with it."""

@@ -11,7 +11,7 @@ import duckdb
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.staging.sql import last_value, literal, quote
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 
 def select_staged(contract: Contract, *, tolerant: bool) -> str:

@@ -11,7 +11,7 @@ import duckdb
 
 from service.settings import get_settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stockyard.staging")
 
 
 def quote(name: str) -> str:
