@@ -36,6 +36,34 @@ _LAST_GAP = re.compile(rb"\s*\}\s*")
 _GAP_KEY = re.compile(rb"\s*[,{]\s*(" + _JSON_STRING + rb")")
 
 
+class _Element(msgspec.Struct, gc=False):
+    """An element of an array, decoded to nothing: a million of them hold 16 bytes each."""
+
+
+_OBJECTS = msgspec.json.Decoder(list[_Element])
+_ANY = msgspec.json.Decoder(list[_Element | None | bool | int | float | str | list[msgspec.Raw]])
+
+
+def count_elements(array: bytes | mmap.mmap) -> tuple[int, bool] | None:
+    """(how many elements a JSON array holds, whether every one is an object), with no Python object kept
+    per element but the smallest; None if it is not a JSON array."""
+    try:
+        try:
+            return len(_OBJECTS.decode(array)), True
+        except msgspec.ValidationError:
+            return len(_ANY.decode(array)), False
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
+def _holds_non_objects(body_path: Path) -> bool:
+    """Does the array hold an element that is not an object? DuckDB's fast reader takes a `null` element
+    for an empty object (a row of missing fields), where it is a row that is not an object."""
+    with open(body_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        counted = count_elements(view)
+    return counted is not None and not counted[1]
+
+
 def isolate_array(body_path: Path, array_key: str) -> int:
     """Check the top level and blank out everything around the array, in place; return the body size.
 
@@ -181,7 +209,7 @@ def stage_json(
 ) -> int:
     max_object = max(body_path.stat().st_size, 1 << 20)
     marked = False
-    tolerant = False
+    tolerant = _holds_non_objects(body_path)
     while True:
         try:
             row_count = _copy_staged(con, contract, body_path, max_object, rows_tmp, lines_tmp, tolerant)

@@ -33,7 +33,7 @@ import pyarrow as pa
 from contracts.common import LINE, LINES_COUNT, ROW, ROW_TYPE, ROW_VALUE, Contract
 from service.errors import BadRequestError
 from service.files import commit_file
-from service.staging.from_json import rows_query
+from service.staging.from_json import count_elements, rows_query
 from service.staging.numbers import has_rewritten_numbers
 from service.staging.sql import staging_database
 from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_keys_of
@@ -46,14 +46,6 @@ _CHECK_STEP = 16 << 20
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _SAMPLE_TRIES = 64
 """Commas tried, from the end of a prefix of the array back, for one that ends an element (see _sample)."""
-
-
-class _Element(msgspec.Struct, gc=False):
-    """An element of the array, decoded to nothing: counting a million of them holds 16 bytes each."""
-
-
-_OBJECTS = msgspec.json.Decoder(list[_Element])
-_ANY = msgspec.json.Decoder(list[_Element | None | bool | int | float | str | list[msgspec.Raw]])
 
 
 class _Keys(msgspec.Struct):
@@ -69,31 +61,20 @@ class KeptBody:
 
 
 def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_rows: int) -> KeptBody | None:
-    """Keep the body at `kept_path` when its array holds more than `from_rows` elements; None when it does not
-    (it is staged now, as any other). `array_path` holds the array alone (from_json.isolate_array).
+    """Keep the body at `kept_path` when its array holds more than `from_rows` elements, all objects; None when
+    it does not (it is staged now, as any other). `array_path` holds the array alone (from_json.isolate_array).
 
     Raises BadRequestError when the body is not UTF-8 (DuckDB's reader would refuse it)."""
     with open(array_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        row_count = _count(view)
-        if row_count is None or row_count <= from_rows:
-            return None  # not JSON after all: the staging that follows says what is wrong
+        counted = count_elements(view)
+        if counted is None or counted[0] <= from_rows or not counted[1]:
+            return None  # not JSON after all, or elements that are not objects: staged now, tolerantly
+        row_count = counted[0]
         _check_utf8(view)
         sample = _sample(view, row_count, SAMPLE_ROWS)
     unknown = _unknown_fields(contract, sample, row_count)
     commit_file(array_path, kept_path)
     return KeptBody(row_count=row_count, unknown_fields=unknown)
-
-
-def _count(view: mmap.mmap) -> int | None:
-    """How many elements the array holds (None if it is not a JSON array), with no Python object kept per
-    element but the smallest: an element that is not an object takes the slower union."""
-    try:
-        try:
-            return len(_OBJECTS.decode(view))
-        except msgspec.ValidationError:
-            return len(_ANY.decode(view))
-    except (msgspec.DecodeError, RecursionError):
-        return None
 
 
 def _sample(view: mmap.mmap, count: int, wanted: int) -> list[bytes]:

@@ -117,6 +117,14 @@ def test_elements_that_are_not_objects_are_row_errors_of_their_own(api: Api) -> 
     assert api.query("SELECT external_id FROM suppliers") == [("GOOD",)]
 
 
+def test_a_null_element_among_objects_is_a_row_error_of_its_own(api: Api) -> None:
+    """Alone among objects too: DuckDB's fast reader would take it for an empty object (`required` errors)."""
+    status = api.run("suppliers", [{"externalId": "A"}, None, GOOD])
+    assert [(e["row"], e["code"], e["message"]) for e in status["errors"]] == [
+        (1, "invalid_type", "each row must be a JSON object")
+    ]
+
+
 def test_unknown_fields_are_ignored(api: Api) -> None:
     status = api.run("suppliers", [{"externalId": "A", "organizationId": "globex", "extra": {"deep": [1, 2]}}])
     assert status["failedCount"] == 0

@@ -75,12 +75,12 @@ def test_a_kept_body_is_staged_by_the_worker_as_the_api_stages_it(kind: str, tmp
 
 
 def test_the_rows_that_need_the_tolerant_reader_unknown_keys_and_lone_surrogates_stage_alike(tmp_path: Path) -> None:
-    """Null and number elements, a repeated key, keys no field has (in rows and lines), a lone surrogate,
-    a number identifier with a point: what the fast reader refuses, and what staging restores."""
+    """Lines that are not objects or not an array, a repeated key, keys no field has (in rows and lines), a
+    lone surrogate, a number identifier with a point: what the fast reader refuses, and what staging restores."""
     line = {"skuId": "P1", "quantity": 1, "locationId": "S1", "note": "x"}
     rows: list[Any] = [{"externalOrderId": f"O{i}", "lines": [line], "colour": "red"} for i in range(ROWS)]
-    rows[3] = None
-    rows[4] = 5
+    rows[3]["lines"] = [line, 5]
+    rows[4]["lines"] = "x"
     rows[7] = {"externalOrderId": "NUMBER", "lines": [line]}
     text = json.dumps({"orders": rows}).replace('"O9"', '"O\\ud800"').replace('"NUMBER"', "1.50")
     text = text.replace('"O10", ', '"O10", "externalOrderId": "X", ')  # a key repeated: the last one wins
@@ -103,6 +103,28 @@ def test_a_kept_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
     assert not (tmp_path / "upload.json").exists()
 
 
+def test_a_body_holding_elements_that_are_not_objects_is_staged_at_once_and_each_is_a_row_error(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's fast reader would take a `null` element for an empty object: such a body is staged by the API
+    with the tolerant reader, and a `null`, like a `5`, is a row that is not an object."""
+    rows: list[Any] = [{"externalId": f"SUPPLIER-{i:08d}"} for i in range(ROWS)]
+    rows[3], rows[15_000] = None, 5
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "100")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings(), api.connection)) as client:
+        accepted = client.post("/api/import/suppliers", json={"suppliers": rows}, headers={"x-api-key": api.key})
+    assert accepted.status_code == 202, accepted.text
+    files = JobFiles.of(api.settings.staging_dir, "acme", accepted.json()["jobId"])
+    assert files.rows.exists() and not files.upload.exists()
+    api.work()
+    status = api.status(accepted.json()["jobId"]).json()
+    assert [(e["row"], e["code"], e["message"]) for e in status["errors"]] == [
+        (row, "invalid_type", "each row must be a JSON object") for row in (3, 15_000)
+    ]
+    assert status["failedCount"] == 2 and status["status"] == "COMPLETED"
+
+
 def test_a_body_of_few_rows_is_staged_at_once(tmp_path: Path) -> None:
     body = generate_body(BatchSpec("inventory", ROWS))
     (tmp_path / "body").write_bytes(body)
@@ -115,11 +137,11 @@ def test_a_body_of_few_rows_is_staged_at_once(tmp_path: Path) -> None:
 
 
 def _odd_orders() -> bytes:
-    """Orders the fast reader refuses (a null element), with a lone surrogate and an identifier sent as a
-    number with a point: the worker stages such a body whole before it validates it."""
+    """Orders the fast reader refuses (a line that is not an object), with a lone surrogate and an identifier
+    sent as a number with a point: the worker stages such a body whole before it validates it."""
     line = {"skuId": "P1", "quantity": 1, "locationId": "S1"}
     rows: list[Any] = [{"externalOrderId": f"ORDER-{i:08d}", "lines": [line, line]} for i in range(ROWS)]
-    rows[5] = None
+    rows[5]["lines"] = [line, 5]
     rows[7] = {"externalOrderId": "NUMBER", "lines": [line]}
     rows[9]["lines"] = []
     text = json.dumps({"orders": rows}).replace('"NUMBER"', "1.50").replace('"ORDER-00000011"', '"O\\ud800"')
