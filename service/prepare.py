@@ -601,18 +601,27 @@ def _finish(context: Context, record: JobRecord, prepared: Prepared, failed: int
 def warm_up() -> None:
     """Read, validate and transform two rows of every kind, writing nothing that stays: a worker's first
     large job then does not pay for loading pandera's backends and DuckDB's staging database (0.1-0.15 s,
-    measured on 1M rows). Run by a new worker, beside its loop."""
-    with tempfile.TemporaryDirectory(prefix="stockyard-warm-up-") as directory:
-        for kind in KINDS.values():
-            contract = kind.contract
-            row: dict[str, object] = {field.name: field.example for field in contract.fields}
-            if contract.has_lines:
-                row["lines"] = [{field.name: field.example for field in contract.line_fields}]
-            body = Path(directory) / f"{contract.kind}.json"
-            body.write_bytes(msgspec.json.encode([row, row]))
-            with kept_body_chunks(contract, body, 1000) as chunks:
-                validated = validate_chunks(contract, chunks, 2, lambda errors, chunk: None)
-            kind.prepare(validated, "warm-up")
+    measured on 1M rows). Run by a new worker, beside its loop, which may end (or be killed) meanwhile:
+    the bodies are a few files of a fixed place that every worker replaces, never one directory each."""
+    directory = warm_up_directory()
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for kind in KINDS.values():
+        contract = kind.contract
+        row: dict[str, object] = {field.name: field.example for field in contract.fields}
+        if contract.has_lines:
+            row["lines"] = [{field.name: field.example for field in contract.line_fields}]
+        body = directory / f"{contract.kind}.json"
+        written = body.with_name(f"{body.name}.{os.getpid()}.tmp")
+        written.write_bytes(msgspec.json.encode([row, row]))
+        os.replace(written, body)  # whole, whoever reads it: another worker may be warming up too
+        with kept_body_chunks(contract, body, 1000) as chunks:
+            validated = validate_chunks(contract, chunks, 2, lambda errors, chunk: None)
+        kind.prepare(validated, "warm-up")
+
+
+def warm_up_directory() -> Path:
+    """The warm-up's bodies: one per kind, in the system's temporary directory, for every worker of this user."""
+    return Path(tempfile.gettempdir()) / f"stockyard-warm-up-{os.getuid()}"
 
 
 def unknown_field_warnings(record: JobRecord) -> pl.DataFrame:

@@ -299,8 +299,11 @@ def test_a_body_that_straddles_duckdbs_read_buffers_is_read_again_with_one(tmp_p
     )
 
 
-def test_warming_up_reads_every_kind_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new worker reads, validates and transforms two rows of each kind in a temporary directory."""
+def test_warming_up_reads_every_kind_and_leaves_only_its_own_bodies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new worker reads, validates and transforms two rows of each kind, from one body per kind that every
+    worker replaces: workers that end while warming up leave no directory of their own behind."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     read: list[str] = []
     real = prepare.kept_body_chunks
@@ -311,5 +314,7 @@ def test_warming_up_reads_every_kind_and_leaves_nothing(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(prepare, "kept_body_chunks", counted)
     prepare.warm_up()
-    assert read == list(KINDS)
-    assert list(tmp_path.iterdir()) == []
+    prepare.warm_up()
+    assert read == list(KINDS) * 2
+    assert list(tmp_path.iterdir()) == [prepare.warm_up_directory()]
+    assert sorted(p.name for p in prepare.warm_up_directory().iterdir()) == sorted(f"{k}.json" for k in KINDS)
