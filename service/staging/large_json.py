@@ -156,13 +156,15 @@ class NotStreamable(Exception):
 
 class BuffersTooSmall(NotStreamable):
     """DuckDB's array reader said "Malformed JSON" of a body that is JSON (the API checked it): with read
-    buffers smaller than the body it can fail where an element straddles two of them (a purchase-orders
-    body at 32 MiB, with 16 MB buffers). Read it again with one buffer for the whole body."""
+    buffers smaller than the body it can fail where an element starts right before a buffer's end (this
+    benchmark's 1M purchase orders at 32 MiB with 4-16 MB buffers, its 1M inventory rows at 64 MiB with
+    32 MB ones; 24 MB buffers read both). Read it again with the next of STREAMED_BUFFER_BYTES."""
 
 
-STREAMED_BUFFER_BYTES = 16 << 20
-"""DuckDB's read buffers (its `maximum_object_size`) when it streams a kept body: a buffer the size of the
-body cost 900 MB more than this for a 980 MB body (measured), but see BuffersTooSmall."""
+STREAMED_BUFFER_BYTES = (16 << 20, 24 << 20)
+"""DuckDB's read buffers (its `maximum_object_size`) when it streams a kept body, tried in turn (see
+BuffersTooSmall), then one buffer the size of the body, which costs 900 MB more than 16 MB ones for a
+980 MB body (measured)."""
 
 
 Chunk = tuple[pl.DataFrame, pl.DataFrame | None]
@@ -173,27 +175,28 @@ T = TypeVar("T")
 
 
 def read_kept_body(contract: Contract, kept_path: Path, chunk_rows: int, consume: Callable[[Iterator[Chunk]], T]) -> T:
-    """`consume` the chunks of a kept body (kept_body_chunks), and again from the start, read with one buffer,
-    when DuckDB trips on its buffers (BuffersTooSmall). NotStreamable: the body is to be staged whole."""
-    try:
-        with kept_body_chunks(contract, kept_path, chunk_rows) as chunks:
-            return consume(chunks)
-    except BuffersTooSmall as reason:
-        logger.info("%s is read again with one buffer (%s)", kept_path.name, reason)
-    with kept_body_chunks(contract, kept_path, chunk_rows, whole_buffer=True) as chunks:
-        return consume(chunks)
+    """`consume` the chunks of a kept body (kept_body_chunks), and again from the start, with larger read
+    buffers, when DuckDB trips on its buffers (BuffersTooSmall). NotStreamable: the body is to be staged whole."""
+    size = kept_path.stat().st_size
+    for buffer_bytes in [*(b for b in STREAMED_BUFFER_BYTES if b < size), size]:
+        try:
+            with kept_body_chunks(contract, kept_path, chunk_rows, buffer_bytes=buffer_bytes) as chunks:
+                return consume(chunks)
+        except BuffersTooSmall as reason:
+            logger.info("%s is read again with larger buffers than %d bytes (%s)", kept_path.name, buffer_bytes, reason)
+    raise AssertionError("a buffer the size of the body is never too small")
 
 
 @contextmanager
 def kept_body_chunks(
-    contract: Contract, kept_path: Path, chunk_rows: int, *, whole_buffer: bool = False
+    contract: Contract, kept_path: Path, chunk_rows: int, *, buffer_bytes: int = STREAMED_BUFFER_BYTES[0]
 ) -> Iterator[Iterator[Chunk]]:
     """The staged rows (and lines) of a kept body, about `chunk_rows` rows at a time, in row order, equal to
     what staging it whole writes. Iterating raises NotStreamable, at whatever chunk, when the body needs
-    staging whole (BuffersTooSmall: reading again with `whole_buffer`); the caller then starts over (its
-    validated chunks are of no use)."""
+    staging whole (BuffersTooSmall: reading again with larger `buffer_bytes`); the caller then starts over
+    (its validated chunks are of no use)."""
     size = kept_path.stat().st_size
-    buffer = max(size, 1 << 20) if whole_buffer else min(size, STREAMED_BUFFER_BYTES)
+    buffer = max(min(size, buffer_bytes), 1 << 20)
     with staging_database(ordered=True) as con:
         try:
             reader = con.sql(rows_query(contract, kept_path, buffer, tolerant=False)).to_arrow_reader(chunk_rows)
