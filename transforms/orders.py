@@ -13,14 +13,12 @@ from transforms.common import (
     location_references,
     normalize_location,
     require_validated,
-    row_ids,
 )
 
 
 def prepare_orders(validated: Validated, organization: Organization) -> Prepared:
     rows, warnings = keep_last(validated.rows, ["externalOrderId"], ["externalOrderId"])
-    ids = row_ids(rows)
-    lines = keep_lines_of(require_validated(validated), rows).join(rows.select(*ids, "externalOrderId"), on=ids)
+    lines = keep_lines_of(require_validated(validated), rows, "externalOrderId")
     headers = rows.select(pl.col("externalOrderId").alias("external_order_id"), *carried(rows))
     order_lines = lines.select(
         pl.col("externalOrderId").alias("external_order_id"),

@@ -13,14 +13,12 @@ from transforms.common import (
     location_references,
     normalize_location,
     require_validated,
-    row_ids,
 )
 
 
 def prepare_purchase_orders(validated: Validated, organization: Organization) -> Prepared:
     rows, warnings = keep_last(validated.rows, ["externalPoNumber"], ["externalPoNumber"])
-    ids = row_ids(rows)
-    lines = keep_lines_of(require_validated(validated), rows).join(rows.select(*ids, "externalPoNumber"), on=ids)
+    lines = keep_lines_of(require_validated(validated), rows, "externalPoNumber")
     headers = rows.select(
         pl.col("externalPoNumber").alias("external_po_number"),
         pl.col("supplierId").alias("supplier_id"),

@@ -182,19 +182,19 @@ def test_id_references_are_unique() -> None:
     assert sorted(references.get_column("external_id").to_list()) == ["A", "B"]
 
 
-def test_keep_lines_of_keeps_lines_of_kept_rows_numbered_from_one() -> None:
+def test_keep_lines_of_keeps_lines_of_kept_rows_in_order_numbered_from_one_with_their_key() -> None:
     lines = pl.DataFrame(
         {ROW: [0, 0, 1, 2, 2, 2], LINE: [0, 1, 0, 0, 1, 2], "sku": ["a", "b", "c", "d", "e", "f"]},
         schema={ROW: pl.Int64(), LINE: pl.Int64(), "sku": pl.String()},
     )
     rows = _frame([2, 0], k=["X", "Y"])
-    kept = keep_lines_of(lines, rows)
-    assert kept.sort(ROW, LINE).rows() == [
-        (0, 0, "a", 1),
-        (0, 1, "b", 2),
-        (2, 0, "d", 1),
-        (2, 1, "e", 2),
-        (2, 2, "f", 3),
+    kept = keep_lines_of(lines, rows, "k")
+    assert kept.rows() == [
+        (0, 0, "a", "Y", 1),
+        (0, 1, "b", "Y", 2),
+        (2, 0, "d", "X", 1),
+        (2, 1, "e", "X", 2),
+        (2, 2, "f", "X", 3),
     ]
     assert kept.schema["line_number"] == pl.Int64()
 
