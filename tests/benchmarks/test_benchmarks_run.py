@@ -88,9 +88,11 @@ def test_suite_runs_on_a_tiny_size_and_writes_its_outputs(tmp_path: Path) -> Non
     large = results["concurrency"]["large_warehouse"]
     assert (large["warehouse_rows"], large["jobs"], large["workers"]) == (1_000, 10, 2)
     assert "Into a large warehouse" in (out / "latest.md").read_text()
-    for small_jobs in [*results["concurrency"]["scaling"], large]:  # every process of the service used some CPU
-        assert set(small_jobs["cpu_seconds"]) == {"api", "workers", "redis", "clients"}
-        assert all(used > 0 for used in small_jobs["cpu_seconds"].values())
+    for small_jobs in [*results["concurrency"]["scaling"], large]:
+        cpu = small_jobs["cpu_seconds"]
+        assert set(cpu) == {"api", "workers", "redis", "clients"}
+        # counted in clock ticks (10 ms): Redis may serve ten tiny jobs in less than one
+        assert all(cpu[process] > 0 for process in ("api", "workers", "clients")) and cpu["redis"] >= 0
     assert "CPU ms/job: API" in (out / "latest.md").read_text()
     assert "## Many organizations at once" in (out / "latest.md").read_text()
     assert {target["name"] for target in results["targets"]} == TARGETS
