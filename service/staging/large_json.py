@@ -15,8 +15,10 @@ keeps the rows that failed, for the failed-rows download). The kept body stays u
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -65,7 +67,11 @@ def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_
     it does not (it is staged now, as any other). `array_path` holds the array alone (from_json.isolate_array).
 
     Raises BadRequestError when the body is not UTF-8 (DuckDB's reader would refuse it)."""
-    with open(array_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+    with (
+        open(array_path, "rb") as handle,
+        _written_back(handle.fileno()),
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view,
+    ):
         counted = count_elements(view)
         if counted is None or counted[0] <= from_rows or not counted[1]:
             return None  # not JSON after all, or elements that are not objects: staged now, tolerantly
@@ -75,6 +81,23 @@ def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_
     unknown = _unknown_fields(contract, sample, row_count)
     commit_file(array_path, kept_path)
     return KeptBody(row_count=row_count, unknown_fields=unknown)
+
+
+@contextmanager
+def _written_back(fd: int) -> Iterator[None]:
+    """Write the file's pages to disk on a thread of its own while the block checks it: the fsync that keeps
+    it (commit_file) then finds them written, rather than the 202 waiting for the disk after the checks."""
+    thread = threading.Thread(target=_fsync_quietly, args=(fd,), name="stockyard-write-back", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _fsync_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):  # commit_file's own fsync is the one that must succeed
+        os.fsync(fd)
 
 
 def _sample(view: mmap.mmap, count: int, wanted: int) -> list[bytes]:
