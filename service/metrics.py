@@ -69,11 +69,20 @@ def observe(connection: redis.Redis, name: str, seconds: float, *labels: str) ->
 
 
 def _observe(pipe: Pipeline, key: str, base: str, seconds: float) -> None:
-    for bound in DURATION_BUCKETS:
-        if seconds <= bound:
-            pipe.hincrbyfloat(key, f"{base}|le={bound}", 1)
-    pipe.hincrbyfloat(key, f"{base}|le=+Inf", 1)
+    """Two commands: the one bucket the value falls in (`in=`), and the sum; the scrape adds the buckets up."""
+    bound = next((str(bound) for bound in DURATION_BUCKETS if seconds <= bound), "+Inf")
+    pipe.hincrby(key, f"{base}|in={bound}", 1)
     pipe.hincrbyfloat(key, f"{base}|sum", seconds)
+
+
+def _cumulative(parts: dict[str, float]) -> list[tuple[str, float]]:
+    """Prometheus' buckets (observations up to each bound) from one series' fields: the `in=` counts, plus
+    the `le=` fields an earlier version wrote already added up, so that an upgrade does not reset them."""
+    found, running = [], 0.0
+    for bound in [*map(str, DURATION_BUCKETS), "+Inf"]:
+        running += parts.get(f"in={bound}", 0.0)
+        found.append((bound, running + parts.get(f"le={bound}", 0.0)))
+    return found
 
 
 @contextmanager
@@ -120,9 +129,7 @@ class RedisCollector(Collector):
                 series.setdefault(base, {})[part] = float(value)
             for base, parts in sorted(series.items()):
                 found = _parse_labels(base)
-                buckets = [(str(b), parts.get(f"le={b}", 0.0)) for b in DURATION_BUCKETS]
-                buckets.append(("+Inf", parts.get("le=+Inf", 0.0)))
-                histogram.add_metric([found.get(n, "") for n in names], buckets, parts.get("sum", 0.0))
+                histogram.add_metric([found.get(n, "") for n in names], _cumulative(parts), parts.get("sum", 0.0))
             yield histogram
         depth = GaugeMetricFamily("stockyard_queue_depth", "RQ jobs waiting, by queue", labels=["queue"])
         for queue in self.queues:
