@@ -276,10 +276,15 @@ class JobStream:
 
 
 def import_end_to_end(service: RunningService, kind: str, body: Path, previous: Path) -> EndToEnd:
-    """Seed with `previous`, then time `body` from its first byte to COMPLETED."""
+    """Seed with `previous`, then time `body` from its first byte to COMPLETED.
+
+    The clock starts once the seed's analysts' copy is published: that checkpoint and copy of the file
+    (up to 1.6 s of the applier's CPU at 1M rows) would otherwise run beside the timed job's upload."""
     seed_id, _ = service.post(kind, previous)
     if service.wait(seed_id)["status"] != "COMPLETED":
         raise ServiceError(f"the seed job of {kind} did not complete:\n{service.log_tail()}")
+    if not service.settings.is_lake:  # the seed's analysts' copy is its own work, not the timed job's
+        _published_rows(service, KINDS[kind].tables.rows.name, seed_id)
     with MemorySampler(service.role_pids()) as memory:
         started = time.perf_counter()
         job_id, accepted = service.post(kind, body)
