@@ -15,7 +15,6 @@ keeps the rows that failed, for the failed-rows download). The kept body stays u
 from __future__ import annotations
 
 import codecs
-import contextlib
 import logging
 import mmap
 import os
@@ -67,11 +66,8 @@ def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_
     it does not (it is staged now, as any other). `array_path` holds the array alone (from_json.isolate_array).
 
     Raises BadRequestError when the body is not UTF-8 (DuckDB's reader would refuse it)."""
-    with (
-        open(array_path, "rb") as handle,
-        _written_back(handle.fileno()),
-        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view,
-    ):
+    with open(array_path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        written = _WriteBack(handle.fileno())  # nobody waits for it on the ways out that do not keep the body
         counted = count_elements(view)
         if counted is None or counted[0] <= from_rows or not counted[1]:
             return None  # not JSON after all, or elements that are not objects: staged now, tolerantly
@@ -79,25 +75,36 @@ def keep_large_body(contract: Contract, array_path: Path, kept_path: Path, from_
         _check_utf8(view)
         sample = _sample(view, row_count, SAMPLE_ROWS)
     unknown = _unknown_fields(contract, sample, row_count)
+    written.wait()
     commit_file(array_path, kept_path)
     return KeptBody(row_count=row_count, unknown_fields=unknown)
 
 
-@contextmanager
-def _written_back(fd: int) -> Iterator[None]:
-    """Write the file's pages to disk on a thread of its own while the block checks it: the fsync that keeps
-    it (commit_file) then finds them written, rather than the 202 waiting for the disk after the checks."""
-    thread = threading.Thread(target=_fsync_quietly, args=(fd,), name="stockyard-write-back", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
+class _WriteBack:
+    """A file's pages written to disk by a thread of its own (with its own descriptor) while the API checks
+    the body: the fsync that keeps it (commit_file) then finds them written, where the 202 waited for the
+    disk after the checks."""
 
+    def __init__(self, fd: int) -> None:
+        self._fd = os.dup(fd)
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="stockyard-write-back", daemon=True)
+        self._thread.start()
 
-def _fsync_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):  # commit_file's own fsync is the one that must succeed
-        os.fsync(fd)
+    def _run(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as error:
+            self._error = error
+        finally:
+            os.close(self._fd)
+
+    def wait(self) -> None:
+        """Until the pages are on disk. Raises the fsync's error: Linux reports a failed write once, to the
+        first fsync that asks, so the one in commit_file would not see it again."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _sample(view: mmap.mmap, count: int, wanted: int) -> list[bytes]:

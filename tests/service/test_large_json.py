@@ -4,6 +4,7 @@ fields as when the API staged it, and nothing lost when that worker is killed be
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from litestar.testing import TestClient
 from benchmarks.generators import BatchSpec, generate_body
 from service import prepare, staging
 from service.app import create_app
-from service.errors import BadRequestError
+from service.errors import BadRequestError, ServiceUnavailableError
 from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.recovery import PARTIAL_FILE_AGE_SECONDS, _remove_partial_files
@@ -98,8 +99,9 @@ def test_the_rows_that_need_the_tolerant_reader_unknown_keys_and_lone_surrogates
 
 
 def test_a_kept_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
-    rows = [{"externalId": f"S{i}"} for i in range(ROWS)]
+    rows = [{"externalId": f"S{i}"} for i in range(3 * ROWS)]  # more than msgspec's decoding stages
     body = json.dumps({"suppliers": rows}).encode().replace(b'"S17"', b'"S\xff17"')
+    assert len(body) > staging.small_json.DECODED_UP_TO_BYTES
     (tmp_path / "body").write_bytes(body)
     with pytest.raises(BadRequestError, match="not valid UTF-8"):
         staging.stage_body(
@@ -107,6 +109,37 @@ def test_a_kept_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
             kept_path=tmp_path / "upload.json", keep_from_rows=100,
         )  # fmt: skip
     assert not (tmp_path / "upload.json").exists()
+
+
+def test_a_kept_body_whose_pages_fail_to_reach_the_disk_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux reports a failed write-back once, to the first fsync that asks (here, the one that runs while
+    the API checks the body): the upload is then refused as unwritable, not accepted as kept."""
+    body = json.dumps({"suppliers": [{"externalId": f"S{i}"} for i in range(3 * ROWS)]}).encode()
+    contract = KINDS["suppliers"].contract
+
+    def stage(place: Path) -> staging.StagedUpload:
+        place.mkdir()
+        (place / "body").write_bytes(body)
+        return staging.stage_body(
+            contract, place / "body", place / "rows.parquet", None, kept_path=place / "upload.json", keep_from_rows=100
+        )
+
+    assert stage(tmp_path / "healthy").body_kept  # a body the API keeps, when the disk takes it
+    real_fsync, failed = os.fsync, []
+
+    def fsync_failing_once(fd: int) -> None:
+        if not failed:
+            failed.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_failing_once)
+    with pytest.raises(ServiceUnavailableError, match="Input/output error") as refused:
+        stage(tmp_path / "failing")
+    assert refused.value.status_code == 503
+    assert not (tmp_path / "failing" / "upload.json").exists()
 
 
 def test_a_body_holding_elements_that_are_not_objects_is_staged_at_once_and_each_is_a_row_error(
