@@ -4,6 +4,9 @@ Processes add to counters and histograms kept in Redis (one hash per metric, a f
 that one scrape of any API process sees the whole service, on one machine or many. The gauges (queue
 depth, the oldest pending job's age, workers seen) are read from Redis when scraped. A metric that cannot
 be recorded (Redis away) is dropped with a debug log line: metrics never fail a job.
+
+A histogram keeps one count per bucket (`in=`), added up when scraped. Earlier versions kept cumulative
+counts (`le=`, added in when scraped) and read only those: while both run, scrape the upgraded API processes.
 """
 
 from __future__ import annotations
@@ -77,11 +80,15 @@ def _observe(pipe: Pipeline, key: str, base: str, seconds: float) -> None:
 
 def _cumulative(parts: dict[str, float]) -> list[tuple[str, float]]:
     """Prometheus' buckets (observations up to each bound) from one series' fields: the `in=` counts, plus
-    the `le=` fields an earlier version wrote already added up, so that an upgrade does not reset them."""
+    the `le=` fields an earlier version wrote already added up, so that an upgrade does not reset them.
+    A bound no longer in DURATION_BUCKETS still counts, in +Inf."""
+    bounds = [*map(str, DURATION_BUCKETS), "+Inf"]
     found, running = [], 0.0
-    for bound in [*map(str, DURATION_BUCKETS), "+Inf"]:
+    for bound in bounds:
         running += parts.get(f"in={bound}", 0.0)
         found.append((bound, running + parts.get(f"le={bound}", 0.0)))
+    dropped = sum(value for part, value in parts.items() if part.startswith("in=") and part[3:] not in bounds)
+    found[-1] = ("+Inf", found[-1][1] + dropped)
     return found
 
 

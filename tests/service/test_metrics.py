@@ -51,3 +51,11 @@ def test_buckets_an_earlier_version_recorded_are_kept_across_the_upgrade(redis_c
     buckets = _buckets(redis_connection)
     assert (buckets["0.25"], buckets["0.5"], buckets["1.0"], buckets["2.5"], buckets["+Inf"]) == (0, 1, 1, 2, 2)
     assert buckets["sum"] == pytest.approx(2.4)
+
+
+def test_a_bucket_whose_bound_is_gone_still_counts_in_inf(redis_connection: redis.Redis) -> None:
+    key, base = "stockyard:metrics:" + STAGE, "kind=inventory,stage=prepare"
+    redis_connection.hincrby(key, f"{base}|in=0.07", 3)  # a bound DURATION_BUCKETS no longer has
+    metrics.observe(redis_connection, STAGE, 0.2, "inventory", "prepare")
+    buckets = _buckets(redis_connection)
+    assert (buckets["0.05"], buckets["0.25"], buckets["+Inf"], buckets["count"]) == (0, 1, 4, 4)
