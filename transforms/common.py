@@ -10,6 +10,7 @@ carries JOB, so that it splits back into the jobs' own results.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -93,12 +94,35 @@ def keep_last(frame: pl.DataFrame, key: Sequence[str], wire_key: Sequence[str]) 
 
 def keep_lines_of(lines: pl.DataFrame, rows: pl.DataFrame, key: str) -> pl.DataFrame:
     """Lines of the header rows that survived de-duplication, in order, numbered 1..n, each with its header's
-    `key`. One join both drops the superseded headers' lines and names each line's header: one copy of
-    millions of lines, not two."""
+    `key`. The lines' own columns are shared, not copied (a filter copies them once, only when some headers
+    were superseded), and the key comes in chunks like theirs, so that selecting from them copies nothing."""
+    position = _header_positions(lines, rows)
+    header_key = chunked_as(rows.get_column(key).gather(position), lines.get_column(LINE).chunk_lengths())
+    numbered = lines.with_columns(header_key, (pl.col(LINE) + 1).cast(pl.Int64()).alias("line_number"))
+    return numbered if position.null_count() == 0 else numbered.filter(position.is_not_null())
+
+
+def _header_positions(lines: pl.DataFrame, rows: pl.DataFrame) -> pl.Series:
+    """Where each line's header is in `rows`, null where it is not there. One job's frames in row order (as
+    validation makes them) are searched, which costs half the memory of joining millions of lines."""
+    headers, numbers = rows.get_column(ROW), lines.get_column(ROW)
+    if JOB not in rows.columns and headers.is_sorted() and numbers.is_sorted() and not headers.is_empty():
+        position = headers.search_sorted(numbers)
+        found = headers.gather(position.clip(upper_bound=headers.len() - 1)) == numbers
+        return pl.select(pl.when(found).then(position)).to_series()
     ids = row_ids(rows)
-    return lines.join(rows.select(*ids, key), on=ids, how="inner", maintain_order="left").with_columns(
-        (pl.col(LINE) + 1).cast(pl.Int64()).alias("line_number")
-    )
+    at = rows.select(ids).with_row_index("__at")
+    return lines.select(ids).join(at, on=ids, how="left", maintain_order="left").get_column("__at")
+
+
+def chunked_as(series: pl.Series, lengths: Sequence[int]) -> pl.Series:
+    """`series` in chunks of `lengths` (views, not copies): a column added to a frame of validated chunks then
+    lines up with the frame's own, and selecting from the frame copies none of them to realign them."""
+    if len(lengths) < 2:
+        return series
+    offsets = itertools.accumulate(lengths[:-1], initial=0)
+    slices = [series.slice(offset, length) for offset, length in zip(offsets, lengths, strict=True)]
+    return pl.concat(slices, rechunk=False)
 
 
 STREAMING_FROM_ROWS = 100_000

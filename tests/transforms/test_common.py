@@ -7,11 +7,15 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from contracts.common import ERROR_SCHEMA, LINE, ROW, Validated
 from service.kinds import KINDS
 from tests.frames import IMPURE_STANDARD_MODULES, top_level_imports, validate_elements
 from transforms.common import (
+    JOB,
     Prepared,
     id_references,
     keep_last,
@@ -197,6 +201,55 @@ def test_keep_lines_of_keeps_lines_of_kept_rows_in_order_numbered_from_one_with_
         (2, 2, "f", "X", 3),
     ]
     assert kept.schema["line_number"] == pl.Int64()
+
+
+def _reference_lines_of(lines: pl.DataFrame, rows: pl.DataFrame, key: str) -> pl.DataFrame:
+    ids = [c for c in (ROW, JOB) if c in rows.columns]
+    joined = lines.join(rows.select(*ids, key), on=ids, how="inner", maintain_order="left")
+    return joined.with_columns((pl.col(LINE) + 1).cast(pl.Int64()).alias("line_number"))
+
+
+@given(
+    headers=st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.integers(0, 3)), max_size=12),
+    groups=st.booleans(),
+    shuffled=st.booleans(),
+    chunks=st.integers(1, 3),
+)
+@settings(max_examples=200, deadline=None)
+def test_keep_lines_of_equals_a_join_of_the_lines_to_their_kept_headers(
+    headers: list[tuple[int, bool, int]], groups: bool, shuffled: bool, chunks: int
+) -> None:
+    # each header: its job, whether it survived de-duplication, how many lines it has; in row order (as one
+    # job's validation makes them, the searched path) or not, one job or a group (the joined path)
+    numbers = [(job if groups else 0, row) for row, (job, _, _) in enumerate(headers)]
+    kept = [n for n, (_, survived, _) in zip(numbers, headers, strict=True) if survived]
+    if shuffled:
+        kept.reverse()
+    rows = pl.DataFrame({ROW: [r for _, r in kept], "k": [f"K{j}-{r}" for j, r in kept], JOB: [j for j, _ in kept]})
+    line_numbers = [(n, line) for n, (_, _, count) in zip(numbers, headers, strict=True) for line in range(count)]
+    lines = pl.DataFrame(
+        {
+            ROW: [r for (_, r), _ in line_numbers],
+            LINE: [line for _, line in line_numbers],
+            JOB: [j for (j, _), _ in line_numbers],
+        },
+        schema={ROW: pl.Int64(), LINE: pl.Int64(), JOB: pl.Int64()},
+    ).with_columns(sku=pl.format("S{}", pl.col(LINE)))
+    rows = rows.cast({ROW: pl.Int64(), JOB: pl.Int64()})
+    if not groups:
+        rows, lines = rows.drop(JOB), lines.drop(JOB)
+    size = max(1, -(-lines.height // chunks))
+    lines = pl.concat([lines.slice(start, size) for start in range(0, max(lines.height, 1), size)], rechunk=False)
+    assert_frame_equal(keep_lines_of(lines, rows, "k"), _reference_lines_of(lines, rows, "k"))
+
+
+def test_keep_lines_of_shares_the_lines_columns_in_their_chunks() -> None:
+    # validated lines come in one chunk per validation chunk: selecting from the result realigns (copies) nothing
+    parts = [pl.DataFrame({ROW: [r, r], LINE: [0, 1], "sku": ["a", "b"]}) for r in range(3)]
+    lines = pl.concat(parts, rechunk=False)
+    kept = keep_lines_of(lines, _frame([0, 1, 2], k=["X", "Y", "Z"]), "k")
+    assert kept.get_column("k").to_list() == ["X", "X", "Y", "Y", "Z", "Z"]
+    assert {tuple(kept.get_column(c).chunk_lengths()) for c in kept.columns} == {(2, 2, 2)}
 
 
 def test_require_validated_refuses_a_kind_with_lines_validated_without_them() -> None:
