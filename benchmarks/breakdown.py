@@ -25,7 +25,14 @@ from service import warehouse
 from service.job import JobRecord, iso, utc_now
 from service.job_files import JobFiles
 from service.kinds import KINDS
-from service.prepare import read_prepared, validate_chunks, validate_in_chunks, write_prepared
+from service.prepare import (
+    read_prepared,
+    staged_text_bytes,
+    validate_chunks,
+    validate_in_chunks,
+    validation_chunk_rows,
+    write_prepared,
+)
 from service.settings import Settings
 from service.staging import stage_body
 from service.staging.large_json import Chunk, read_kept_body
@@ -71,11 +78,14 @@ def _prepare(
                 errors.clear()  # a body read again starts over
                 return validate_chunks(contract, chunks, staged.row_count, lambda found, _: errors.append(found))
 
-            validated = read_kept_body(contract, files.upload, settings.validation_chunk_rows, validate)
+            chunk_rows = validation_chunk_rows(settings, staged.row_count, files.upload.stat().st_size)
+            validated = read_kept_body(contract, files.upload, chunk_rows, validate)
         else:
             rows = pl.scan_parquet(files.rows)
             lines = pl.scan_parquet(lines_path) if lines_path is not None else None
-            validated = validate_in_chunks(contract, rows, lines, settings.validation_chunk_rows, errors.append)
+            text_bytes = staged_text_bytes([files.rows, *([lines_path] if lines_path is not None else [])])
+            chunk_rows = validation_chunk_rows(settings, staged.row_count, text_bytes)
+            validated = validate_in_chunks(contract, rows, lines, chunk_rows, errors.append)
     with clock.stage("transform"):
         prepared = KINDS[contract.kind].prepare(validated, ORGANIZATION)
     with clock.stage("write prepared"):

@@ -408,8 +408,8 @@ def _prepare_large(context: Context, record: JobRecord) -> None:
     One that needs staging whole (NotStreamable) is staged so first, as any other upload is before its 202."""
     contract = KINDS[record.kind].contract
     files = context.store.files(record)
-    chunk_rows = context.settings.validation_chunk_rows
     if files.upload.exists():
+        chunk_rows = validation_chunk_rows(context.settings, record.row_count, files.upload.stat().st_size)
         hooks.stage_pause(record.job_id)
 
         def validate_and_finish(chunks: Iterator[Chunk]) -> None:
@@ -423,7 +423,24 @@ def _prepare_large(context: Context, record: JobRecord) -> None:
             logger.info("job %s: its body is staged whole before it is validated (%s)", record.job_id, reason)
     rows, lines = _scan_staged(contract, files, record.job_id)
     height = rows.select(pl.len()).collect().item()
+    staged = [files.rows, *([files.lines] if contract.has_lines else [])]
+    chunk_rows = validation_chunk_rows(context.settings, height, staged_text_bytes(staged))
     _validate_and_finish(context, record, staged_chunks(rows, lines, chunk_rows, height), None)
+
+
+def validation_chunk_rows(settings: Settings, row_count: int, text_bytes: int) -> int:
+    """How many rows of a large job to validate at a time: STOCKYARD_VALIDATION_CHUNK_ROWS, or fewer, so that
+    a chunk holds about STOCKYARD_VALIDATION_CHUNK_BYTES of the rows' `text_bytes` in all."""
+    if row_count <= 0 or text_bytes <= 0:
+        return settings.validation_chunk_rows
+    fitting = settings.validation_chunk_bytes * row_count // text_bytes
+    return max(1, min(settings.validation_chunk_rows, fitting))
+
+
+def staged_text_bytes(staged: Iterable[Path]) -> int:
+    """The staged text of Parquet files as it is in memory: their columns' uncompressed size."""
+    metadata = [pq.read_metadata(path) for path in staged]
+    return sum(part.row_group(index).total_byte_size for part in metadata for index in range(part.num_row_groups))
 
 
 def _validate_and_finish(

@@ -91,8 +91,11 @@ class Settings:
     group_max_jobs: int = field(default_factory=lambda: int(_env("GROUP_MAX_JOBS", "100")))
     """The most small jobs prepared or applied together."""
     validation_chunk_rows: int = field(default_factory=lambda: int(_env("VALIDATION_CHUNK_ROWS", "250000")))
-    """A large job is validated this many rows at a time: its progress grows, and small jobs waiting to be
-    prepared are prepared between two chunks."""
+    """A large job is validated at most this many rows at a time: its progress grows, and small jobs waiting
+    to be prepared are prepared between two chunks."""
+    validation_chunk_bytes: int = field(default_factory=lambda: int(_env("VALIDATION_CHUNK_BYTES", str(24 << 20))))
+    """...and fewer rows when they are long, so that a chunk holds about this many bytes of their text: the
+    memory a chunk takes while it is read and validated grows with its text, not with its row count."""
     prepare_rows_in_flight: int = field(default_factory=lambda: int(_env("PREPARE_ROWS_IN_FLIGHT", "20000000")))
     """The most rows of large jobs being prepared at once, by all workers together (memory grows with
     them); a large job waits until it fits, or runs alone when it is larger than this."""

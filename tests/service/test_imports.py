@@ -367,3 +367,26 @@ def test_processed_count_grows_while_a_large_job_runs(api: Api, monkeypatch: pyt
     status = api.run("suppliers", [{"externalId": f"S{i}"} for i in range(10)])
     assert seen == [0, 4, 8, 8]  # the last: prepared, waiting for its turn to be applied
     assert status["processedCount"] == 10 and status["status"] == "COMPLETED"
+
+
+def test_long_rows_are_validated_in_smaller_chunks(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk holds about STOCKYARD_VALIDATION_CHUNK_BYTES of the rows' text, however few rows that is."""
+    from service.job import JobRecord
+    from service.job_store import JobStore
+    from service.settings import get_settings
+
+    monkeypatch.setenv("STOCKYARD_GROUP_MAX_ROWS", "2")
+    monkeypatch.setenv("STOCKYARD_VALIDATION_CHUNK_ROWS", "4")
+    monkeypatch.setenv("STOCKYARD_VALIDATION_CHUNK_BYTES", "600")  # two rows of an id of 250 characters
+    get_settings.cache_clear()
+    seen: list[int] = []
+    save = JobStore.save
+
+    def record_progress(store: JobStore, records: list[JobRecord], durable: bool = True) -> None:
+        save(store, records, durable)
+        seen.extend(record.processed_count for record in records if record.status == "PROCESSING")
+
+    monkeypatch.setattr(JobStore, "save", record_progress)
+    status = api.run("suppliers", [{"externalId": f"{i}" * 250} for i in range(10)])
+    assert seen == [0, 2, 4, 6, 8, 8]
+    assert status["processedCount"] == 10 and status["status"] == "COMPLETED"

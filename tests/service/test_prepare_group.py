@@ -21,8 +21,10 @@ from service.prepare import (
     is_transient,
     read_prepared,
     transform_group,
+    validation_chunk_rows,
     write_prepared,
 )
+from service.settings import Settings
 from tests.frames import staged_lines, staged_rows, validate_elements
 from transforms import Prepared
 
@@ -138,3 +140,18 @@ def test_what_is_worth_another_try(error: Exception, transient: bool) -> None:
     """A lake whose PostgreSQL went away (killed, restarting) is waited for, as a full disk is: the job is
     tried again, never FAILED; an error of the job itself is not retried."""
     assert is_transient(error) is transient
+
+
+@pytest.mark.parametrize(
+    ("rows", "text_bytes", "expected"),
+    [
+        (1_000_000, 97_000_000, 250_000),  # short rows: the row limit
+        (1_000_000, 265_000_000, 94_965),  # long rows: about 24 MiB of their text
+        (10, 10 << 30, 1),  # rows longer than a chunk: one at a time
+        (0, 0, 250_000),  # nothing to measure by
+    ],
+)
+def test_a_validation_chunk_holds_about_its_bytes_of_text_and_at_most_its_rows(
+    rows: int, text_bytes: int, expected: int
+) -> None:
+    assert validation_chunk_rows(Settings(), rows, text_bytes) == expected
