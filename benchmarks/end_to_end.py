@@ -6,7 +6,7 @@ and polls the job until it is COMPLETED. Times run from the first byte sent. Pea
 the API and of the worker is sampled every 20 ms while the job runs. The worker runs jobs in its own
 process (RQ's SimpleWorker); should a work horse ever be forked, the larger of the two counts (a horse
 is gone when its job ends, so its peak is the last sample taken). Each process's RSS at rest is read
-once the service is ready, before any upload.
+once the service is ready and idle (its workers warmed up), before any upload.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ import duckdb
 import httpx
 
 from benchmarks.generators import BatchSpec, generate_body
-from benchmarks.measure import child_pids, command_line, free_port, peak_rss_bytes, reset_peak_rss, rss_bytes
+from benchmarks.measure import (
+    child_pids,
+    command_line,
+    cpu_seconds,
+    free_port,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+)
 from service.auth import KeyStore, Scope
 from service.kinds import KINDS
 from service.settings import Settings
@@ -137,6 +145,19 @@ def _wait_until_ready(service: RunningService) -> None:
     raise ServiceError(f"the service did not answer within {START_TIMEOUT_SECONDS} s:\n{service.log_tail()}")
 
 
+def _wait_until_idle(roles: dict[str, int], window: float = 0.5, timeout: float = 60.0) -> None:
+    """Until every process has used less than a tenth of a core for `window` seconds: a worker that answers
+    is still loading and warming up (service/prepare.py warm_up), and its RSS at rest is read after that."""
+    deadline = time.monotonic() + timeout
+    before = {role: cpu_seconds(pid) or 0.0 for role, pid in roles.items()}
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = {role: cpu_seconds(pid) or 0.0 for role, pid in roles.items()}
+        if all(now[role] - before[role] < 0.1 * window for role in roles):
+            return
+        before = now
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to `serve`, which stops its API, worker and Redis in order; kill only if it hangs."""
     if process.poll() is None:
@@ -174,6 +195,7 @@ def running_service(
     service = RunningService(process, settings, url, key, log_path, client)
     try:
         _wait_until_ready(service)
+        _wait_until_idle(service.role_pids())
         for role, pid in service.role_pids().items():
             resting = rss_bytes(pid)
             if resting is not None:  # the workers: the largest of them
