@@ -437,10 +437,20 @@ def validation_chunk_rows(settings: Settings, row_count: int, text_bytes: int) -
     return max(1, min(settings.validation_chunk_rows, fitting))
 
 
+STAGED_SAMPLE_ROWS = 1000
+"""Staged rows read to estimate the size in memory of all of them (staged_text_bytes)."""
+
+
 def staged_text_bytes(staged: Iterable[Path]) -> int:
-    """The staged text of Parquet files as it is in memory: their columns' uncompressed size."""
-    metadata = [pq.read_metadata(path) for path in staged]
-    return sum(part.row_group(index).total_byte_size for part in metadata for index in range(part.num_row_groups))
+    """The staged rows of Parquet files as they are in memory, estimated from their first rows. Parquet's own
+    sizes are of its encoded pages, where a column of few distinct values weighs far less than its text."""
+    total = 0
+    for path in staged:
+        rows = pq.read_metadata(path).num_rows
+        if rows:
+            sample = pl.read_parquet(path, n_rows=STAGED_SAMPLE_ROWS)
+            total += sample.estimated_size() * rows // sample.height
+    return total
 
 
 def _validate_and_finish(

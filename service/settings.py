@@ -94,8 +94,9 @@ class Settings:
     """A large job is validated at most this many rows at a time: its progress grows, and small jobs waiting
     to be prepared are prepared between two chunks."""
     validation_chunk_bytes: int = field(default_factory=lambda: int(_env("VALIDATION_CHUNK_BYTES", str(24 << 20))))
-    """...and fewer rows when they are long, so that a chunk holds about this many bytes of their text: the
-    memory a chunk takes while it is read and validated grows with its text, not with its row count."""
+    """...and fewer rows when they are long, so that a chunk holds about this many bytes of their text (the
+    JSON of a body kept as sent, the staged rows in memory otherwise): the memory a chunk takes while it is
+    read and validated grows with its text, not with its row count."""
     prepare_rows_in_flight: int = field(default_factory=lambda: int(_env("PREPARE_ROWS_IN_FLIGHT", "20000000")))
     """The most rows of large jobs being prepared at once, by all workers together (memory grows with
     them); a large job waits until it fits, or runs alone when it is larger than this."""
@@ -154,6 +155,8 @@ class Settings:
             raise ValueError(f"STOCKYARD_LOG_FORMAT must be text or json, not {self.log_format!r}")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(f"STOCKYARD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
+        if self.validation_chunk_rows < 1 or self.validation_chunk_bytes < 1:
+            raise ValueError("STOCKYARD_VALIDATION_CHUNK_ROWS and STOCKYARD_VALIDATION_CHUNK_BYTES must be at least 1")
 
     def duckdb_config(self, **extra: str | int | float) -> DuckDBConfig:
         """The configuration of every DuckDB database Stockyard opens: bounded memory and threads,

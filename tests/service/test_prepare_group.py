@@ -20,6 +20,7 @@ from service.prepare import (
     has_prepared,
     is_transient,
     read_prepared,
+    staged_text_bytes,
     transform_group,
     validation_chunk_rows,
     write_prepared,
@@ -155,3 +156,22 @@ def test_a_validation_chunk_holds_about_its_bytes_of_text_and_at_most_its_rows(
     rows: int, text_bytes: int, expected: int
 ) -> None:
     assert validation_chunk_rows(Settings(), rows, text_bytes) == expected
+
+
+def test_chunk_settings_below_one_are_refused() -> None:
+    with pytest.raises(ValueError, match="STOCKYARD_VALIDATION_CHUNK_BYTES"):
+        Settings(validation_chunk_bytes=0)
+    with pytest.raises(ValueError, match="STOCKYARD_VALIDATION_CHUNK_ROWS"):
+        Settings(validation_chunk_rows=-1)
+
+
+def test_staged_text_is_measured_as_in_memory_not_as_encoded(tmp_path: Path) -> None:
+    # staging writes with DuckDB: a column of few distinct values is dictionary-encoded, far smaller on disk
+    path = tmp_path / "rows.parquet"
+    duckdb.sql(
+        f"COPY (SELECT i AS __row, 'a status of thirty characters ' || (i % 20) AS status FROM range(20000) t(i))"
+        f" TO '{path}' (FORMAT parquet)"
+    )
+    in_memory = pl.read_parquet(path).estimated_size()
+    assert 0.8 * in_memory <= staged_text_bytes([path]) <= 1.25 * in_memory
+    assert staged_text_bytes([]) == 0
