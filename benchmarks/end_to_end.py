@@ -150,12 +150,15 @@ def _wait_until_idle(roles: dict[str, int], window: float = 0.5, timeout: float 
     is still loading and warming up (service/prepare.py warm_up), and its RSS at rest is read after that."""
     deadline = time.monotonic() + timeout
     before = {role: cpu_seconds(pid) or 0.0 for role, pid in roles.items()}
+    busy = list(roles)
     while time.monotonic() < deadline:
         time.sleep(window)
         now = {role: cpu_seconds(pid) or 0.0 for role, pid in roles.items()}
-        if all(now[role] - before[role] < 0.1 * window for role in roles):
+        busy = [role for role in roles if now[role] - before[role] >= 0.1 * window]
+        if not busy:
             return
         before = now
+    print(f"not idle within {timeout:.0f} s ({', '.join(busy)}): the RSS at rest is read while busy", file=sys.stderr)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
