@@ -41,8 +41,9 @@ from service.staging.unknown_fields import SAMPLE_ROWS, UnknownField, unknown_ke
 
 logger = logging.getLogger("stockyard.staging")
 
-_CHECK_STEP = 16 << 20
-"""UTF-8 is checked this many bytes at a time: the decoded text is never the whole body in memory."""
+_CHECK_STEP = 1 << 20
+"""UTF-8 is checked this many bytes at a time: the decoded text is never the whole body in memory, and each
+piece copied out of the map stays in the CPU's cache."""
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
 _SAMPLE_TRIES = 64

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import mmap
 import os
 import signal
 import tempfile
@@ -27,6 +28,7 @@ from service.job_files import JobFiles
 from service.kinds import KINDS
 from service.recovery import PARTIAL_FILE_AGE_SECONDS, _remove_partial_files
 from service.settings import Settings, get_settings
+from service.staging import large_json
 from service.staging.large_json import (
     STREAMED_BUFFER_BYTES,
     BuffersTooSmall,
@@ -109,6 +111,23 @@ def test_a_kept_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
             kept_path=tmp_path / "upload.json", keep_from_rows=100,
         )  # fmt: skip
     assert not (tmp_path / "upload.json").exists()
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_utf8_is_checked_across_the_steps_it_is_read_in(
+    broken: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A character of several bytes may straddle two steps: it is UTF-8 still, and a bad byte anywhere is not."""
+    monkeypatch.setattr(large_json, "_CHECK_STEP", 7)
+    pieces = [f"é{'€' * (i % 3)}😀x".encode() for i in range(200)]
+    cut = b"\xe2\x82x" if broken else b""  # the start of a three-byte character, then an ASCII one
+    (tmp_path / "body").write_bytes(b"".join(pieces[:150]) + cut + b"".join(pieces[150:]))
+    with open(tmp_path / "body", "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        if broken:
+            with pytest.raises(BadRequestError, match="not valid UTF-8"):
+                large_json._check_utf8(view)
+        else:
+            large_json._check_utf8(view)
 
 
 def test_a_kept_body_whose_pages_fail_to_reach_the_disk_is_not_kept(
