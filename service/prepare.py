@@ -438,18 +438,23 @@ def validation_chunk_rows(settings: Settings, row_count: int, text_bytes: int) -
 
 
 STAGED_SAMPLE_ROWS = 1000
-"""Staged rows read to estimate the size in memory of all of them (staged_text_bytes)."""
+"""Staged rows read, from across the file, to estimate the size of all of them (staged_text_bytes)."""
 
 
 def staged_text_bytes(staged: Iterable[Path]) -> int:
-    """The staged rows of Parquet files as they are in memory, estimated from their first rows. Parquet's own
-    sizes are of its encoded pages, where a column of few distinct values weighs far less than its text."""
+    """The staged rows of Parquet files as they are in memory, estimated from the first rows of each of their
+    row groups: Parquet's own sizes are of its encoded pages, where a column of few distinct values weighs
+    far less than its text, and a file's first rows alone may be lighter than the rest."""
     total = 0
     for path in staged:
-        rows = pq.read_metadata(path).num_rows
-        if rows:
-            sample = pl.read_parquet(path, n_rows=STAGED_SAMPLE_ROWS)
-            total += sample.estimated_size() * rows // sample.height
+        parquet = pq.ParquetFile(path)
+        groups, rows = parquet.metadata.num_row_groups, parquet.metadata.num_rows
+        if not rows:
+            continue
+        per_group = max(1, STAGED_SAMPLE_ROWS // groups)
+        sample = [next(parquet.iter_batches(batch_size=per_group, row_groups=[group])) for group in range(groups)]
+        sampled = sum(batch.num_rows for batch in sample)
+        total += sum(batch.nbytes for batch in sample) * rows // max(sampled, 1)
     return total
 
 
