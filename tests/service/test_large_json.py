@@ -113,21 +113,29 @@ def test_a_kept_body_that_is_not_utf8_is_a_400(tmp_path: Path) -> None:
     assert not (tmp_path / "upload.json").exists()
 
 
-@pytest.mark.parametrize("broken", [False, True])
+_PIECES = [f"é{'€' * (i % 3)}😀x".encode() for i in range(200)]
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        (b"".join(_PIECES), True),  # characters of two to four bytes straddle the pieces
+        (b"".join(_PIECES[:150]) + b"\xe2\x82x" + b"".join(_PIECES[150:]), False),  # a character cut short
+        (b"abcdef\xe2" + b"x" * 7 + b"\x82\xac", False),  # cut short, then a piece of ASCII only
+        (b"abc\xe2\x82", False),  # cut short at the end
+    ],
+)
 def test_utf8_is_checked_across_the_steps_it_is_read_in(
-    broken: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    body: bytes, valid: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A character of several bytes may straddle two steps: it is UTF-8 still, and a bad byte anywhere is not."""
     monkeypatch.setattr(large_json, "_CHECK_STEP", 7)
-    pieces = [f"é{'€' * (i % 3)}😀x".encode() for i in range(200)]
-    cut = b"\xe2\x82x" if broken else b""  # the start of a three-byte character, then an ASCII one
-    (tmp_path / "body").write_bytes(b"".join(pieces[:150]) + cut + b"".join(pieces[150:]))
+    (tmp_path / "body").write_bytes(body)
     with open(tmp_path / "body", "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        if broken:
+        if valid:
+            large_json._check_utf8(view)
+        else:
             with pytest.raises(BadRequestError, match="not valid UTF-8"):
                 large_json._check_utf8(view)
-        else:
-            large_json._check_utf8(view)
 
 
 def test_a_kept_body_whose_pages_fail_to_reach_the_disk_is_not_kept(
