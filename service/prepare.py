@@ -365,6 +365,8 @@ def transform_group(kind: str, organizations: Sequence[str], validated: Validate
     in one call, and split the result into each job's, as if each had been transformed alone (see
     transforms/common.py): the fixed cost of a transform is most of a small job's."""
     count = len(organizations)
+    if count == 1:  # a job alone: its own transform, with nothing to number or split (half the cost)
+        return [KINDS[kind].prepare(validated, organizations[0])]
     organization = pl.col(JOB).replace_strict(list(range(count)), list(organizations), return_dtype=pl.String())
     numbered = Validated(
         rows=validated.rows.with_columns(_job_of(ROW)),
