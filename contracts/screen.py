@@ -26,6 +26,13 @@ def passes(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> bool:
     schema = _schema(model)
     if schema is None:
         return False
+    try:
+        return _passes(schema, frame)
+    except Exception:  # a check that raises is pandera's to catch and report
+        return False
+
+
+def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
     lazy = frame.lazy()
     verdicts: list[pl.LazyFrame] = []
     for name, column in schema.columns.items():
@@ -50,7 +57,7 @@ def passes(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> bool:
             verdicts.append(output.select(passed.all(ignore_nulls=False)))
     if not verdicts:
         return True
-    return all(frame.item() for frame in pl.collect_all(verdicts))
+    return all(verdict.item() is True for verdict in pl.collect_all(verdicts))
 
 
 @functools.cache
@@ -59,7 +66,7 @@ def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema | None:
     schema = model.to_schema()
     if schema.checks or schema.unique or schema.coerce or schema.strict or schema.ordered or schema.parsers:
         return None
-    if schema.drop_invalid_rows or schema.add_missing_columns:
+    if schema.dtype is not None or schema.drop_invalid_rows or schema.add_missing_columns:  # dtype: every column's
         return None
     for column in schema.columns.values():
         if column.unique or column.coerce or column.regex or column.parsers or column.default is not None:

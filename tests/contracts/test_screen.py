@@ -101,11 +101,21 @@ class _FrameWide(pa.DataFrameModel):
         return data.lazyframe.select(pl.col("low") <= pl.col("high"))
 
 
+class _OneDtype(pa.DataFrameModel):
+    """Config.dtype sets every column's type, whatever the fields say."""
+
+    amount: float
+
+    class Config:
+        dtype = pl.Int64
+
+
 @pytest.mark.parametrize(
     ("model", "frame"),
     [
         (_Unique, pl.DataFrame({"code": ["a", "b"]})),
         (_FrameWide, pl.DataFrame({"low": [1.0], "high": [2.0]})),
+        (_OneDtype, pl.DataFrame({"amount": [1]})),
     ],
 )
 def test_a_schema_it_cannot_evaluate_always_goes_to_pandera(
@@ -114,3 +124,25 @@ def test_a_schema_it_cannot_evaluate_always_goes_to_pandera(
     """Uniqueness and frame-wide checks are not screened: even a good frame is not proven good here."""
     assert _pandera_passes(model, frame)
     assert not passes(model, frame)
+
+
+class _Raising(pa.DataFrameModel):
+    code: str
+
+    @pa.check("code")
+    @classmethod
+    def never_runs(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        raise RuntimeError("a check that fails to run")
+
+
+def test_a_check_that_raises_is_left_to_pandera() -> None:
+    frame = pl.DataFrame({"code": ["a"]})
+    assert not _pandera_passes(_Raising, frame)
+    assert not passes(_Raising, frame)
+
+
+def test_a_frame_wide_dtype_is_left_to_pandera() -> None:
+    """The one disagreement a review found: the fields say float, the schema's dtype says Int64."""
+    frame = pl.DataFrame({"amount": [1.5]})
+    assert not _pandera_passes(_OneDtype, frame)
+    assert not passes(_OneDtype, frame)
