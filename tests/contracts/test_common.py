@@ -112,6 +112,9 @@ NUMBER_CASES: list[CastCase] = [
     ("boolean", "true", None, "invalid_type", "true"),
     ("object", '{"n":1}', None, "invalid_type", '{"n":1}'),
     ("array", "[1]", None, "invalid_type", "[1]"),
+    ("negative-zero", "-0", -0.0, None, None),
+    ("bare-nan", "NaN", None, "invalid_type", "NaN"),  # not JSON; what some writers emit for a float
+    ("bare-infinity", "-Infinity", None, "invalid_type", "-Infinity"),
 ]
 
 DATE_CASES: list[CastCase] = [
