@@ -82,18 +82,25 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
         records = _indexed_open_records(store)
     waiting: list[JobRecord] = []
     needs_applier: set[str] = set()
+    unlocked: list[JobRecord] = []
     for record in sorted((r for r in records if not r.is_settled), key=acceptance_order):
-        files = store.files(record)
         if not record.is_open:
             needs_applier.add(record.organization_id)
             continue
-        if is_locked(files.lock):
+        if is_locked(store.files(record).lock):
             report.running.append(record.job_id)
             continue
         current = store.read_durable(record.organization_id, record.job_id)  # read after the lock check
-        if current is None or not current.is_open:
-            continue
-        transient = _waiting(store, current)
+        if current is not None and current.is_open:
+            unlocked.append(current)
+    # their copies in Redis, each read after its job's lock check too, in one round trip
+    try:
+        copies = store.cached([record.job_id for record in unlocked if record.waiting_reason is None])
+    except redis.RedisError:
+        copies = {}  # then only the durable records say which jobs wait
+    for current in unlocked:
+        files = store.files(current)
+        transient = _waiting(current, copies.get(current.job_id))
         if transient is not None and (transient.retry_at or 0) > time.time():
             continue  # transient trouble: tried again once its wait is over
         if current.prepared and has_prepared(files, KINDS[current.kind].contract.has_lines):
@@ -135,16 +142,13 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
     return report
 
 
-def _waiting(store: JobStore, record: JobRecord) -> JobRecord | None:
-    """The job's state if it waits after transient trouble (durable, or only in Redis when the disk was
-    full), else None."""
+def _waiting(record: JobRecord, copy: JobRecord | None) -> JobRecord | None:
+    """The state of an open job if it waits after transient trouble, else None: its durable `record` says
+    so, or only its `copy` in Redis does (the disk was full), where the copy is of the same phase (JobStore.get)."""
     if record.waiting_reason is not None:
         return record
-    try:
-        cached = store.get(record.job_id)
-    except Exception:
-        return None
-    return cached if cached.waiting_reason is not None and cached.is_open else None
+    live = copy is not None and copy.is_open and copy.prepared == record.prepared
+    return copy if live and copy is not None and copy.waiting_reason is not None else None
 
 
 def _why_it_cannot_run(record: JobRecord, files: JobFiles) -> str | None:
