@@ -25,7 +25,7 @@ from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 
 from service import recovery
-from service.job_store import JobStore, organization_jobs_key
+from service.job_store import JobStore, organizations_with_unsettled_jobs
 from service.lake import Lake, open_warehouse, run_maintenance
 from service.publish import Publisher
 from service.queue import Queues
@@ -105,9 +105,8 @@ class Applier:
         one off the queue and never run it."""
         try:
             self.queues.clear_all_kicks()
-            prefix = organization_jobs_key("")
-            for key in self.store.redis.scan_iter(organization_jobs_key("*")):
-                self.queues.kick_apply((key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :])
+            for organization_id in organizations_with_unsettled_jobs(self.store.redis):
+                self.queues.kick_apply(organization_id)
         except redis.RedisError:
             logger.warning("could not queue apply jobs on taking over; recovery will", exc_info=True)
 

@@ -38,6 +38,18 @@ def organization_jobs_key(organization_id: str) -> str:
     return _ORGANIZATION_JOBS.format(organization_id)
 
 
+SCAN_PAGE = 1000
+"""Keys a SCAN of the whole database looks at per round trip (Redis's default, 10, is a round trip per ten
+keys of every job and every RQ job)."""
+
+
+def organizations_with_unsettled_jobs(connection: redis.Redis) -> list[str]:
+    """Every organization whose index of unsettled jobs exists (one key each)."""
+    prefix = organization_jobs_key("")
+    keys = connection.scan_iter(organization_jobs_key("*"), count=SCAN_PAGE)
+    return [(key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :] for key in keys]
+
+
 class JobStore:
     def __init__(self, connection: redis.Redis, settings: Settings) -> None:
         self.redis = connection

@@ -18,6 +18,7 @@ import rq.job
 from redis.client import Pipeline
 
 from service.job import JobRecord
+from service.job_store import SCAN_PAGE
 from service.settings import Settings
 
 PREPARE_PREFIX = "prepare-"
@@ -83,7 +84,7 @@ class Queues:
         self.connection.delete(_APPLY_KICK.format(organization_id))
 
     def clear_all_kicks(self) -> None:
-        for key in self.connection.scan_iter(_APPLY_KICK.format("*")):
+        for key in self.connection.scan_iter(_APPLY_KICK.format("*"), count=SCAN_PAGE):
             self.connection.delete(key)
 
 

@@ -30,7 +30,7 @@ import redis
 from service.files import remove_quietly
 from service.job import JobRecord, JobStatus, acceptance_order
 from service.job_files import JobFiles, apply_lock_path, is_locked
-from service.job_store import OPEN_JOBS, JobStore, durable_records, organization_jobs_key
+from service.job_store import OPEN_JOBS, JobStore, durable_records, organizations_with_unsettled_jobs
 from service.kinds import KINDS
 from service.prepare import fail_job, has_prepared, missing_upload, release_stale_reservations
 from service.queue import Queues, job_id_of, queued_ids
@@ -74,25 +74,33 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
     run_id = redis_run_id(store.redis)
     full = full or needs_full_pass(store.redis)
     report = RecoveryReport(full=full)
+    needs_applier: set[str] = set()
     if full:
-        records = durable_records(settings.staging_dir)
+        records = sorted(durable_records(settings.staging_dir), key=acceptance_order)
         _restore_cache(store, records)
         report.removed_partial_files = _remove_partial_files(settings.staging_dir)
+        unsettled = [record for record in records if not record.is_settled]
+        needs_applier.update(record.organization_id for record in unsettled if not record.is_open)
+        candidates = [record.index_member for record in unsettled if record.is_open]
     else:
-        records = _indexed_open_records(store)
+        candidates = [_text(member) for member in store.redis.zrange(OPEN_JOBS, 0, -1)]
     waiting: list[JobRecord] = []
-    needs_applier: set[str] = set()
     unlocked: list[JobRecord] = []
-    for record in sorted((r for r in records if not r.is_settled), key=acceptance_order):
-        if not record.is_open:
-            needs_applier.add(record.organization_id)
+    for member in candidates:
+        organization_id, _, job_id = member.partition("/")
+        try:
+            lock = JobFiles.of(settings.staging_dir, organization_id, job_id).lock
+        except ValueError:  # not a job's name: nothing to recover
+            lock = None
+        if lock is not None and is_locked(lock):
+            report.running.append(job_id)
             continue
-        if is_locked(store.files(record).lock):
-            report.running.append(record.job_id)
-            continue
-        current = store.read_durable(record.organization_id, record.job_id)  # read after the lock check
+        current = store.read_durable(organization_id, job_id) if lock is not None else None  # after the lock check
         if current is not None and current.is_open:
             unlocked.append(current)
+        elif not full:
+            store.redis.zrem(OPEN_JOBS, member)  # finished meanwhile, or removed
+    unlocked.sort(key=acceptance_order)
     # their copies in Redis, each read after its job's lock check too, in one round trip
     try:
         copies = store.cached([record.job_id for record in unlocked if record.waiting_reason is None])
@@ -170,24 +178,10 @@ def _some(job_ids: list[str]) -> str:
     return ", ".join(job_ids[:10]) + (f" and {len(job_ids) - 10} more" if len(job_ids) > 10 else "")
 
 
-def _indexed_open_records(store: JobStore) -> list[JobRecord]:
-    records = []
-    for member in store.redis.zrange(OPEN_JOBS, 0, -1):
-        organization_id, _, job_id = _text(member).partition("/")
-        record = store.read_durable(organization_id, job_id)
-        if record is None or not record.is_open:
-            store.redis.zrem(OPEN_JOBS, _text(member))  # finished meanwhile, or removed
-            continue
-        records.append(record)
-    return records
-
-
 def _ask_for_waiting_organizations(store: JobStore, queues: Queues, settings: Settings) -> None:
     """Every organization with unsettled jobs and no lane at it gets an apply job (queue.kick_apply keeps
     it to one a minute): an apply job lost with a dead applier is asked for again."""
-    prefix = organization_jobs_key("")
-    for key in store.redis.scan_iter(organization_jobs_key("*")):
-        organization_id = _text(key)[len(prefix) :]
+    for organization_id in organizations_with_unsettled_jobs(store.redis):
         if not is_locked(apply_lock_path(settings.staging_dir, organization_id)):
             queues.kick_apply(organization_id)
 
