@@ -89,13 +89,13 @@ def recover_jobs(store: JobStore, settings: Settings, *, full: bool = False) -> 
     for member in candidates:
         organization_id, _, job_id = member.partition("/")
         try:
-            lock = JobFiles.of(settings.staging_dir, organization_id, job_id).lock
-        except ValueError:  # not a job's name: nothing to recover
-            lock = None
-        if lock is not None and is_locked(lock):
+            locked = is_locked(JobFiles.of(settings.staging_dir, organization_id, job_id).lock)
+        except (OSError, ValueError):  # not a job's name, or no job's place: read_durable finds none either
+            locked = False
+        if locked:
             report.running.append(job_id)
             continue
-        current = store.read_durable(organization_id, job_id) if lock is not None else None  # after the lock check
+        current = store.read_durable(organization_id, job_id)  # read after the lock check
         if current is not None and current.is_open:
             unlocked.append(current)
         elif not full:
